@@ -1,0 +1,230 @@
+//! Durable deadlines: host grace, call ringing, no-show, max durations, the orphan sweep.
+//!
+//! A deadline is a row with a `due_at`. The worker of the owning service claims due rows
+//! with `FOR UPDATE SKIP LOCKED` (so replicas share them and none fires twice), applies the
+//! effect, marks the row fired and writes any outbox event, all in one transaction. It
+//! sleeps until the next `due_at` (at most a second) and is woken by `NOTIFY deadlines`
+//! when a deadline is inserted. A deadline made moot is cancelled in the transaction of the
+//! event that made it so; an effect the state machine refuses marks it fired with no effect.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures_util::future::BoxFuture;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use db::Pool;
+use db::models::{DeadlineRow, NewDeadline};
+use db::schema::deadlines;
+
+/// Schedules a deadline. At most one pending deadline of a kind exists per subject: when
+/// one is already pending, it is left as it is and `false` is returned.
+pub async fn schedule(
+    conn: &mut AsyncPgConnection,
+    kind: &str,
+    subject_id: Uuid,
+    due_at: DateTime<Utc>,
+    payload: serde_json::Value,
+) -> Result<bool, diesel::result::Error> {
+    let inserted = diesel::insert_into(deadlines::table)
+        .values(NewDeadline {
+            id: Uuid::now_v7(),
+            kind: kind.to_owned(),
+            subject_id,
+            due_at,
+            payload,
+        })
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(inserted == 1)
+}
+
+/// Cancels the pending deadline of a kind for a subject; returns how many were cancelled.
+pub async fn cancel(
+    conn: &mut AsyncPgConnection,
+    kind: &str,
+    subject_id: Uuid,
+) -> Result<usize, diesel::result::Error> {
+    diesel::update(
+        deadlines::table
+            .filter(deadlines::kind.eq(kind))
+            .filter(deadlines::subject_id.eq(subject_id))
+            .filter(deadlines::fired_at.is_null())
+            .filter(deadlines::cancelled_at.is_null()),
+    )
+    .set(deadlines::cancelled_at.eq(Utc::now()))
+    .execute(conn)
+    .await
+}
+
+/// Cancels every pending deadline of a subject (a session that ended).
+pub async fn cancel_all(
+    conn: &mut AsyncPgConnection,
+    subject_id: Uuid,
+) -> Result<usize, diesel::result::Error> {
+    diesel::update(
+        deadlines::table
+            .filter(deadlines::subject_id.eq(subject_id))
+            .filter(deadlines::fired_at.is_null())
+            .filter(deadlines::cancelled_at.is_null()),
+    )
+    .set(deadlines::cancelled_at.eq(Utc::now()))
+    .execute(conn)
+    .await
+}
+
+/// The pending deadline of a kind for a subject, if any.
+pub async fn pending(
+    conn: &mut AsyncPgConnection,
+    kind: &str,
+    subject_id: Uuid,
+) -> Result<Option<DeadlineRow>, diesel::result::Error> {
+    deadlines::table
+        .filter(deadlines::kind.eq(kind))
+        .filter(deadlines::subject_id.eq(subject_id))
+        .filter(deadlines::fired_at.is_null())
+        .filter(deadlines::cancelled_at.is_null())
+        .select(DeadlineRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// What a service does when one of its deadlines is due. It runs inside the transaction
+/// that marks the deadline fired; the returned text is kept as the deadline's outcome
+/// (`"ended"`, `"moot"`, ...). An error rolls everything back and the deadline is retried.
+pub trait DeadlineHandler: Send + Sync + 'static {
+    fn fire<'a>(
+        &'a self,
+        conn: &'a mut AsyncPgConnection,
+        deadline: &'a DeadlineRow,
+    ) -> BoxFuture<'a, anyhow::Result<String>>;
+}
+
+/// Claims and fires one due deadline of the given kinds; `Ok(None)` when none is due.
+pub async fn fire_one(
+    pool: &Pool,
+    kinds: &[String],
+    handler: &dyn DeadlineHandler,
+) -> anyhow::Result<Option<(DeadlineRow, String)>> {
+    let mut conn = db::pool::conn(pool).await?;
+    let result = conn
+        .transaction::<Option<(DeadlineRow, String)>, anyhow::Error, _>(async |c| {
+            let row: Option<DeadlineRow> = deadlines::table
+                .filter(deadlines::kind.eq_any(kinds))
+                .filter(deadlines::fired_at.is_null())
+                .filter(deadlines::cancelled_at.is_null())
+                .filter(deadlines::due_at.le(Utc::now()))
+                .order(deadlines::due_at.asc())
+                .limit(1)
+                .for_update()
+                .skip_locked()
+                .select(DeadlineRow::as_select())
+                .first(c)
+                .await
+                .optional()?;
+            let Some(row) = row else { return Ok(None) };
+            let outcome = handler.fire(c, &row).await?;
+            diesel::update(deadlines::table.find(row.id))
+                .set((
+                    deadlines::fired_at.eq(Utc::now()),
+                    deadlines::outcome.eq(&outcome),
+                ))
+                .execute(c)
+                .await?;
+            Ok(Some((row, outcome)))
+        })
+        .await;
+    match result {
+        Ok(Some((row, outcome))) => {
+            let late_ms = (Utc::now() - row.due_at).num_milliseconds();
+            tracing::info!(deadline.kind = %row.kind, subject.id = %row.subject_id, outcome = %outcome, late_ms, "deadline fired");
+            metrics::counter!("deadlines_fired_total", "kind" => row.kind.clone(), "outcome" => outcome.clone()).increment(1);
+            metrics::histogram!("deadline_lateness_seconds").record(late_ms as f64 / 1000.0);
+            Ok(Some((row, outcome)))
+        }
+        other => other,
+    }
+}
+
+async fn next_due(pool: &Pool, kinds: &[String]) -> anyhow::Result<Option<DateTime<Utc>>> {
+    let mut conn = db::pool::conn(pool).await?;
+    Ok(deadlines::table
+        .filter(deadlines::kind.eq_any(kinds))
+        .filter(deadlines::fired_at.is_null())
+        .filter(deadlines::cancelled_at.is_null())
+        .select(diesel::dsl::min(deadlines::due_at))
+        .first::<Option<DateTime<Utc>>>(&mut conn)
+        .await?)
+}
+
+/// Pending deadlines (for the `deadlines_pending` gauge).
+pub async fn pending_count(pool: &Pool) -> anyhow::Result<i64> {
+    let mut conn = db::pool::conn(pool).await?;
+    Ok(deadlines::table
+        .filter(deadlines::fired_at.is_null())
+        .filter(deadlines::cancelled_at.is_null())
+        .count()
+        .get_result(&mut conn)
+        .await?)
+}
+
+/// The longest the worker sleeps without looking (a `NOTIFY` may be lost with its connection).
+const MAX_SLEEP: Duration = Duration::from_millis(1000);
+
+/// Starts the worker for `kinds`.
+pub fn spawn_worker(
+    pool: Pool,
+    db_url: String,
+    kinds: Vec<String>,
+    handler: Arc<dyn DeadlineHandler>,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let wake = Arc::new(Notify::new());
+    crate::listen::spawn_listener(db_url, "deadlines", wake.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let mut failed = false;
+            loop {
+                match fire_one(&pool, &kinds, handler.as_ref()).await {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "deadline could not fire; retrying");
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            if let Ok(n) = pending_count(&pool).await {
+                metrics::gauge!("deadlines_pending").set(n as f64);
+            }
+            let sleep = if failed {
+                Duration::from_millis(500)
+            } else {
+                match next_due(&pool, &kinds).await {
+                    Ok(Some(due)) => (due - Utc::now())
+                        .to_std()
+                        .unwrap_or(Duration::ZERO)
+                        .min(MAX_SLEEP),
+                    Ok(None) => MAX_SLEEP,
+                    Err(_) => Duration::from_millis(500),
+                }
+            };
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    })
+}

@@ -1,0 +1,191 @@
+//! Rows as Rust types: `X` to read (`Queryable`/`Selectable`), `NewX` to insert.
+//! Enum columns are checked text in the database and parsed into `domain` types at the
+//! edge (the query functions), so a row read here is already trusted.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use crate::schema::*;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = profiles, check_for_backend(diesel::pg::Pg))]
+pub struct Profile {
+    pub id: Uuid,
+    pub username: String,
+    pub is_creator: bool,
+    pub role: Option<String>,
+    pub banned_until: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = profiles)]
+pub struct NewProfile<'a> {
+    pub id: Uuid,
+    pub username: &'a str,
+    pub is_creator: bool,
+    pub role: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = live_sessions, check_for_backend(diesel::pg::Pg))]
+pub struct LiveSession {
+    pub id: Uuid,
+    pub creator_id: Uuid,
+    pub session_type: String,
+    pub title: String,
+    pub access_type: String,
+    pub price_coins: Option<i64>,
+    pub status: String,
+    pub room_name: String,
+    pub max_guests: Option<i32>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub end_reason: Option<String>,
+    pub host_left_at: Option<DateTime<Utc>>,
+    pub last_event_at: Option<DateTime<Utc>>,
+    pub last_activity_at: DateTime<Utc>,
+    pub viewer_count: i32,
+    pub peak_viewers: i32,
+    pub total_duration_seconds: i64,
+    pub total_messages: i64,
+    pub total_gifts_received: i64,
+    pub total_gift_coins: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = live_sessions)]
+pub struct NewLiveSession<'a> {
+    pub id: Uuid,
+    pub creator_id: Uuid,
+    pub session_type: &'a str,
+    pub title: &'a str,
+    pub access_type: &'a str,
+    pub price_coins: Option<i64>,
+    pub status: &'a str,
+    pub room_name: &'a str,
+    pub max_guests: Option<i32>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = live_participants, check_for_backend(diesel::pg::Pg))]
+pub struct LiveParticipant {
+    pub id: Uuid,
+    pub session_id: Uuid,
+    pub user_id: Uuid,
+    pub role: String,
+    pub participant_sid: Option<String>,
+    pub is_active: bool,
+    pub first_joined_at: Option<DateTime<Utc>>,
+    pub joined_at: Option<DateTime<Utc>>,
+    pub left_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = livekit_participations, check_for_backend(diesel::pg::Pg))]
+pub struct Participation {
+    pub participant_sid: String,
+    pub room_name: String,
+    pub identity: String,
+    pub joined_at: Option<DateTime<Utc>>,
+    pub left_at: Option<DateTime<Utc>>,
+    pub left_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = live_payments, check_for_backend(diesel::pg::Pg))]
+pub struct LivePayment {
+    pub id: Uuid,
+    pub session_id: Uuid,
+    pub viewer_id: Uuid,
+    pub amount: i64,
+    pub host_share: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = coin_transactions, check_for_backend(diesel::pg::Pg))]
+pub struct CoinTransaction {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub amount: i64,
+    pub kind: String,
+    pub ref_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = webhook_events, check_for_backend(diesel::pg::Pg))]
+pub struct WebhookEventRow {
+    pub id: String,
+    pub event: String,
+    pub room_name: Option<String>,
+    pub participant_sid: Option<String>,
+    pub identity: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    pub payload: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = webhook_events)]
+pub struct NewWebhookEvent<'a> {
+    pub id: &'a str,
+    pub event: &'a str,
+    pub room_name: Option<&'a str>,
+    pub participant_sid: Option<&'a str>,
+    pub identity: Option<&'a str>,
+    pub occurred_at: DateTime<Utc>,
+    pub payload: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = outbox, check_for_backend(diesel::pg::Pg))]
+pub struct OutboxRow {
+    pub id: Uuid,
+    pub subject: String,
+    pub payload: Vec<u8>,
+    pub headers: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub published_at: Option<DateTime<Utc>>,
+    pub attempts: i32,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = outbox)]
+pub struct NewOutboxRow {
+    pub id: Uuid,
+    pub subject: String,
+    pub payload: Vec<u8>,
+    pub headers: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = deadlines, check_for_backend(diesel::pg::Pg))]
+pub struct DeadlineRow {
+    pub id: Uuid,
+    pub kind: String,
+    pub subject_id: Uuid,
+    pub due_at: DateTime<Utc>,
+    pub payload: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub fired_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub outcome: Option<String>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = deadlines)]
+pub struct NewDeadline {
+    pub id: Uuid,
+    pub kind: String,
+    pub subject_id: Uuid,
+    pub due_at: DateTime<Utc>,
+    pub payload: serde_json::Value,
+}

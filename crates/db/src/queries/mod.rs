@@ -1,0 +1,6 @@
+//! Query functions, one module per area. Each takes `&mut AsyncPgConnection` so the caller
+//! decides the transaction.
+
+pub mod access;
+pub mod config;
+pub mod profiles;

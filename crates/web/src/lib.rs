@@ -1,0 +1,13 @@
+#![doc = include_str!("../README.md")]
+
+pub mod client_ip;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod middleware;
+pub mod rate_limit;
+pub mod server;
+
+pub use error::{ApiError, ApiResult};
+pub use extract::{AuthUser, Verifier};

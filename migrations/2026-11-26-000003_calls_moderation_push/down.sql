@@ -1,0 +1,10 @@
+DROP TABLE IF EXISTS live_notifications_sent;
+DROP TABLE IF EXISTS push_deliveries;
+DROP TABLE IF EXISTS push_devices;
+DROP TABLE IF EXISTS alert_states;
+DROP TABLE IF EXISTS system_config;
+DROP TABLE IF EXISTS live_reports;
+DROP TABLE IF EXISTS creator_bans;
+DROP TABLE IF EXISTS live_session_bans;
+DROP TABLE IF EXISTS call_busy;
+DROP TABLE IF EXISTS calls;

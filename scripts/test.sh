@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The test command: formatting, lints, and every test (unit, integration, end-to-end)
+# against the real PostgreSQL and NATS of this machine. CI runs exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/services-up.sh
+
+# Test databases of earlier runs (each test clones its own from a migrated template).
+psql -h 127.0.0.1 -U postgres -d postgres -Atc \
+  "SELECT datname FROM pg_database WHERE datname LIKE 'ipelya_test_%' OR datname LIKE 'ipelya_tmpl_%'" |
+  while read -r name; do psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" >/dev/null; done
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== tests"
+profile=default
+[ "${CI:-}" = "true" ] && profile=ci
+cargo nextest run --workspace --locked --profile "$profile" --no-tests=fail
+cargo test --workspace --doc --locked --quiet
