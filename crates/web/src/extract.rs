@@ -86,6 +86,6 @@ pub fn path_config() -> web::PathConfig {
 }
 
 /// 404 with the envelope for unknown routes.
-pub async fn not_found() -> ApiError {
-    ApiError::not_found("no such route")
+pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::not_found("no such route"))
 }

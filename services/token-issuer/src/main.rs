@@ -1,1 +1,10 @@
-fn main() {}
+use token_issuer::{Application, Config};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    let _telemetry = telemetry::init("token-issuer", config.common.otlp_endpoint.as_deref())?;
+    let app = Application::build(config).await?;
+    tracing::info!(port = app.port(), "token-issuer listening");
+    app.run_until_stopped(web::server::signal()).await
+}
