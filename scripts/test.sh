@@ -16,6 +16,8 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== tests"
+# JetStream streams that earlier runs' tests left on the shared NATS server
+cargo run -q --locked -p testkit --bin nats-gc || echo "nats-gc failed (continuing)"
 profile=default
 [ "${CI:-}" = "true" ] && profile=ci
 cargo nextest run --workspace --locked --profile "$profile" --no-tests=fail

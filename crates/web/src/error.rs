@@ -12,6 +12,9 @@ pub struct ApiError {
     pub message: String,
     /// Seconds, for `429` (`Retry-After`).
     pub retry_after: Option<u64>,
+    /// A status other than the code's own, where the contract says so (a webhook body that
+    /// cannot be parsed is `400 VALIDATION_ERROR`: LiveKit does not retry 4xx).
+    pub status: Option<u16>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -22,6 +25,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            status: None,
         }
     }
     pub fn unauthorized(message: impl Into<String>) -> Self {
@@ -44,7 +48,13 @@ impl ApiError {
             code: ErrorCode::RateLimited,
             message: "too many requests".into(),
             retry_after: Some(retry_after_secs.max(1)),
+            status: None,
         }
+    }
+    /// The same error with another HTTP status.
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
     }
     /// An unexpected failure: logged with its cause chain, answered opaquely.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
@@ -61,7 +71,8 @@ impl std::fmt::Display for ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        StatusCode::from_u16(self.status.unwrap_or(self.code.http_status()))
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     fn error_response(&self) -> HttpResponse {

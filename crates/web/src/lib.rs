@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod backbone;
 pub mod client_ip;
 pub mod config;
 pub mod error;

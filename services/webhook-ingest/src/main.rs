@@ -1,1 +1,10 @@
-fn main() {}
+use webhook_ingest::{Application, Config};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    let _telemetry = telemetry::init("webhook-ingest", config.common.otlp_endpoint.as_deref())?;
+    let app = Application::build(config).await?;
+    tracing::info!(port = app.port(), "webhook-ingest listening");
+    app.run_until_stopped(web::server::signal()).await
+}

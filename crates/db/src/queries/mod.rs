@@ -4,3 +4,4 @@
 pub mod access;
 pub mod config;
 pub mod profiles;
+pub mod webhooks;

@@ -1,0 +1,112 @@
+//! LiveKit's record: every verified webhook once by its id, and one row per connection
+//! (participant sid) with its join and leave times as LiveKit reported them.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::upsert::excluded;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::DbResult;
+use crate::models::{NewWebhookEvent, Participation};
+use crate::schema::{livekit_participations, webhook_events};
+
+/// Stores a webhook; `false` when its id was already stored (a retry or a duplicate).
+pub async fn insert_event(
+    conn: &mut AsyncPgConnection,
+    event: &NewWebhookEvent<'_>,
+) -> DbResult<bool> {
+    let inserted = diesel::insert_into(webhook_events::table)
+        .values(event)
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(inserted == 1)
+}
+
+/// A participant's connection as one webhook saw it.
+#[derive(Debug, Clone, Copy)]
+pub enum ConnectionFact<'a> {
+    Joined {
+        at: DateTime<Utc>,
+    },
+    Left {
+        at: DateTime<Utc>,
+        reason: Option<&'a str>,
+    },
+}
+
+/// Records a join or a leave of one connection. Either may arrive first; each sets only its
+/// own column, once, so any order of delivery ends in the same row.
+pub async fn record_connection(
+    conn: &mut AsyncPgConnection,
+    sid: &str,
+    room: &str,
+    identity: &str,
+    fact: ConnectionFact<'_>,
+) -> DbResult<()> {
+    use livekit_participations as lp;
+    let (joined_at, left_at, left_reason) = match fact {
+        ConnectionFact::Joined { at } => (Some(at), None, None),
+        ConnectionFact::Left { at, reason } => (None, Some(at), reason),
+    };
+    diesel::insert_into(lp::table)
+        .values((
+            lp::participant_sid.eq(sid),
+            lp::room_name.eq(room),
+            lp::identity.eq(identity),
+            lp::joined_at.eq(joined_at),
+            lp::left_at.eq(left_at),
+            lp::left_reason.eq(left_reason),
+        ))
+        .on_conflict(lp::participant_sid)
+        .do_update()
+        .set((
+            lp::joined_at.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+            >(
+                "COALESCE(livekit_participations.joined_at, excluded.joined_at)",
+            )),
+            lp::left_at.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+            >(
+                "COALESCE(livekit_participations.left_at, excluded.left_at)",
+            )),
+            lp::left_reason.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Text>,
+            >(
+                "COALESCE(livekit_participations.left_reason, excluded.left_reason)",
+            )),
+            lp::identity.eq(excluded(lp::identity)),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Marks every open connection of a room as left (the room finished or was deleted).
+pub async fn close_room(
+    conn: &mut AsyncPgConnection,
+    room: &str,
+    at: DateTime<Utc>,
+    reason: &str,
+) -> DbResult<usize> {
+    use livekit_participations as lp;
+    Ok(diesel::update(
+        lp::table
+            .filter(lp::room_name.eq(room))
+            .filter(lp::left_at.is_null()),
+    )
+    .set((lp::left_at.eq(at), lp::left_reason.eq(reason)))
+    .execute(conn)
+    .await?)
+}
+
+/// The connections of a room.
+pub async fn connections(conn: &mut AsyncPgConnection, room: &str) -> DbResult<Vec<Participation>> {
+    use livekit_participations as lp;
+    Ok(lp::table
+        .filter(lp::room_name.eq(room))
+        .select(Participation::as_select())
+        .load(conn)
+        .await?)
+}

@@ -1,0 +1,103 @@
+#![doc = include_str!("../README.md")]
+
+mod ingest;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, middleware::from_fn, web as aw};
+use web::backbone::Backbone;
+use web::config::{CommonConfig, LiveKitConfig};
+
+/// The webhook-ingest's configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    pub livekit: LiveKitConfig,
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Config {
+            common: CommonConfig::from_env("webhook-ingest", 8085)?,
+            livekit: LiveKitConfig::from_env()?,
+        })
+    }
+}
+
+pub(crate) struct State {
+    pub pool: db::Pool,
+    pub subjects: bus::Subjects,
+    pub livekit: livekit::Credentials,
+    pub max_body_bytes: usize,
+}
+
+/// The running service.
+pub struct Application {
+    port: u16,
+    server: Server,
+    backbone: Backbone,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(("0.0.0.0", config.common.http_port))?;
+        Self::build_with_listener(config, listener).await
+    }
+
+    pub async fn build_with_listener(
+        config: Config,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
+        let backbone = Backbone::start(&config.common).await?;
+        let state = Arc::new(State {
+            pool: backbone.pool.clone(),
+            subjects: backbone.subjects.clone(),
+            livekit: config.livekit.credentials(),
+            max_body_bytes: config.common.max_body_bytes,
+        });
+        let data = aw::Data::from(state);
+        let health = aw::Data::new(backbone.health());
+        let port = listener.local_addr()?.port();
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(from_fn(web::middleware::observe))
+                .app_data(data.clone())
+                .app_data(health.clone())
+                .configure(web::health::routes)
+                .route("/webhooks/livekit", aw::post().to(ingest::receive))
+                .default_service(aw::to(web::extract::not_found))
+        })
+        .disable_signals()
+        .shutdown_timeout(10)
+        .listen(listener)?
+        .run();
+        Ok(Application {
+            port,
+            server,
+            backbone,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `stop` resolves; then finishes in-flight requests and flushes the outbox.
+    pub async fn run_until_stopped(
+        mut self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let server = tokio::spawn(self.server);
+        stop.await;
+        tracing::info!(
+            "shutting down: no new requests, finishing in-flight ones, flushing the outbox"
+        );
+        handle.stop(true).await;
+        let _ = server.await;
+        self.backbone.stop().await;
+        Ok(())
+    }
+}
