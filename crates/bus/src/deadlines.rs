@@ -131,9 +131,12 @@ pub async fn fire_one(
                 .optional()?;
             let Some(row) = row else { return Ok(None) };
             let outcome = handler.fire(c, &row).await?;
+            // The effect may have cancelled its subject's deadlines, this one included: the
+            // one that fired is marked fired, not cancelled.
             diesel::update(deadlines::table.find(row.id))
                 .set((
                     deadlines::fired_at.eq(Utc::now()),
+                    deadlines::cancelled_at.eq(None::<DateTime<Utc>>),
                     deadlines::outcome.eq(&outcome),
                 ))
                 .execute(c)

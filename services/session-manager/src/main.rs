@@ -1,1 +1,10 @@
-fn main() {}
+use session_manager::{Application, Config};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    let _telemetry = telemetry::init("session-manager", config.common.otlp_endpoint.as_deref())?;
+    let app = Application::build(config).await?;
+    tracing::info!(port = app.port(), "session-manager listening");
+    app.run_until_stopped(web::server::signal()).await
+}

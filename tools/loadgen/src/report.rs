@@ -8,6 +8,7 @@ use anyhow::Context;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::cpu::CpuUsage;
 use crate::engine::Outcome;
 
 /// One run, as written to `--out` (the files under `bench/results/`).
@@ -33,6 +34,9 @@ pub struct Report {
     pub throughput_per_sec: f64,
     /// Latency of the successful requests.
     pub latency_ms: LatencyMs,
+    /// CPU use of the machine, the load generator and the watched processes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuUsage>,
 }
 
 #[derive(Debug, Serialize)]
@@ -47,12 +51,14 @@ impl Machine {
     pub fn this() -> Self {
         Machine {
             cores: std::thread::available_parallelism().map_or(1, usize::from),
-            cpu_model: std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|info| {
-                info.lines()
-                    .find_map(|l| l.strip_prefix("model name"))
-                    .and_then(|rest| rest.split_once(':'))
-                    .map(|(_, model)| model.trim().to_owned())
-            }),
+            cpu_model: std::fs::read_to_string("/proc/cpuinfo")
+                .ok()
+                .and_then(|info| {
+                    info.lines()
+                        .find_map(|l| l.strip_prefix("model name"))
+                        .and_then(|rest| rest.split_once(':'))
+                        .map(|(_, model)| model.trim().to_owned())
+                }),
         }
     }
 }
@@ -96,13 +102,15 @@ impl Report {
         started_at: chrono::DateTime<chrono::Utc>,
         params: serde_json::Value,
         outcome: &Outcome,
+        cpu: Option<CpuUsage>,
     ) -> Self {
         let secs = outcome.elapsed.as_secs_f64();
         Report {
             scenario,
             started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             git_commit: git(&["rev-parse", "--short", "HEAD"]),
-            git_dirty: git(&["status", "--porcelain", "--untracked-files=no"]).map(|s| !s.is_empty()),
+            git_dirty: git(&["status", "--porcelain", "--untracked-files=no"])
+                .map(|s| !s.is_empty()),
             machine: Machine::this(),
             params,
             requests: outcome.requests,
@@ -115,6 +123,7 @@ impl Report {
                 0.0
             },
             latency_ms: LatencyMs::from_micros(&outcome.latency_us),
+            cpu,
         }
     }
 
@@ -136,8 +145,23 @@ impl Report {
             self.latency_ms.mean,
         );
         if errors > 0 {
-            let kinds: Vec<String> = self.errors.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
+            let kinds: Vec<String> = self
+                .errors
+                .iter()
+                .map(|(k, n)| format!("{k} ×{n}"))
+                .collect();
             line.push_str(&format!(" [{}]", kinds.join(", ")));
+        }
+        if let Some(cpu) = &self.cpu {
+            let each: Vec<String> = cpu
+                .processes
+                .iter()
+                .map(|(label, p)| format!("{label} {:.0}%", p.pct_of_core))
+                .collect();
+            line.push_str(&format!("; cpu {}", each.join(", ")));
+            if let Some(busy) = cpu.machine_busy_pct {
+                line.push_str(&format!(", machine {busy:.0}% busy"));
+            }
         }
         line
     }
@@ -220,6 +244,7 @@ mod tests {
             chrono::Utc::now(),
             serde_json::json!({"viewers": 100}),
             &outcome,
+            None,
         );
         assert_eq!(report.throughput_per_sec, 204.0);
         let json = serde_json::to_value(&report).unwrap();
@@ -244,7 +269,10 @@ mod tests {
             assert!(json["latencyMs"][key].is_f64(), "{key}");
         }
         let line = report.summary();
-        assert!(line.starts_with("join-storm: 102 requests (100 ok, 2 errors)"), "{line}");
+        assert!(
+            line.starts_with("join-storm: 102 requests (100 ok, 2 errors)"),
+            "{line}"
+        );
         assert!(line.contains("429 RATE_LIMITED ×2"), "{line}");
     }
 }

@@ -4,4 +4,5 @@
 pub mod access;
 pub mod config;
 pub mod profiles;
+pub mod sessions;
 pub mod webhooks;

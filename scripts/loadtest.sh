@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# The benchmark: token-issuer under a join storm and webhook-ingest under a webhook flood, on
+# this machine, in release builds, against a fresh database. Results go to
+# bench/results/<UTC timestamp>-{join-storm,webhook-flood}.json (commit them to compare runs;
+# see bench/README.md).
+#
+#   scripts/loadtest.sh                                  # 20000 viewers, 20000 events, 64 connections
+#   VIEWERS=5000 EVENTS=5000 CONNECTIONS=32 scripts/loadtest.sh
+#
+# Both services run with limits raised out of the way (the storm measures the path, not the
+# rate limiter), RUST_LOG=warn, and their own NATS namespace (`bench`), on ports 18081 and
+# 18085 so a local stack on the default ports is left alone. Their logs are in
+# target/loadtest/. The services are stopped on exit, whatever happens.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VIEWERS=${VIEWERS:-20000}
+EVENTS=${EVENTS:-20000}
+CONNECTIONS=${CONNECTIONS:-64}
+TOKEN_PORT=18081
+WEBHOOK_PORT=18085
+DB=ipelya_bench
+
+bin=${CARGO_TARGET_DIR:-target}/release
+logs=${CARGO_TARGET_DIR:-target}/loadtest
+results=bench/results
+
+export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB"
+export NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
+export NATS_NAMESPACE=bench
+export AUTH_JWT_SECRET=loadtest-client-jwt-secret-not-for-production
+export LIVEKIT_API_KEY=APIloadtest
+export LIVEKIT_API_SECRET=loadtest-livekit-secret-not-for-production
+export RATE_LIMIT_USER_PER_MIN=10000000
+export RATE_LIMIT_IP_PER_MIN=10000000
+export DB_POOL_SIZE=${DB_POOL_SIZE:-16}
+export RUST_LOG=${RUST_LOG:-warn}
+unset OTEL_EXPORTER_OTLP_ENDPOINT
+
+echo "== build (release)"
+cargo build --release -p token-issuer -p webhook-ingest -p loadgen
+
+scripts/services-up.sh
+
+port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for port in "$TOKEN_PORT" "$WEBHOOK_PORT"; do
+  if port_taken "$port"; then
+    echo "port $port is already in use (an earlier loadtest still running?)" >&2
+    exit 1
+  fi
+done
+
+echo "== fresh database $DB"
+psql -q -h 127.0.0.1 -U postgres -d postgres \
+  -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+
+pids=()
+stop_services() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap stop_services EXIT
+trap 'exit 130' INT TERM
+
+mkdir -p "$logs"
+HTTP_PORT=$TOKEN_PORT "$bin/token-issuer" >"$logs/token-issuer.log" 2>&1 &
+token_pid=$!
+pids+=("$token_pid")
+HTTP_PORT=$WEBHOOK_PORT "$bin/webhook-ingest" >"$logs/webhook-ingest.log" 2>&1 &
+webhook_pid=$!
+pids+=("$webhook_pid")
+
+wait_healthy() { # name port pid
+  for _ in $(seq 1 120); do
+    curl -fsS --noproxy '*' -o /dev/null "http://127.0.0.1:$2/health" 2>/dev/null && return 0
+    if ! kill -0 "$3" 2>/dev/null; then
+      echo "$1 exited during start-up:" >&2
+      tail -n 20 "$logs/$1.log" >&2
+      exit 1
+    fi
+    sleep 0.5
+  done
+  echo "$1 did not become healthy within 60 s:" >&2
+  tail -n 20 "$logs/$1.log" >&2
+  exit 1
+}
+wait_healthy token-issuer "$TOKEN_PORT" "$token_pid"
+wait_healthy webhook-ingest "$WEBHOOK_PORT" "$webhook_pid"
+echo "token-issuer (pid $token_pid) on :$TOKEN_PORT and webhook-ingest (pid $webhook_pid) on :$WEBHOOK_PORT are healthy"
+
+mkdir -p "$results"
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+storm_out="$results/$stamp-join-storm.json"
+flood_out="$results/$stamp-webhook-flood.json"
+
+echo "== join storm: $VIEWERS viewers, $CONNECTIONS connections"
+storm=$("$bin/loadgen" join-storm --url "http://127.0.0.1:$TOKEN_PORT" \
+  --database-url "$DATABASE_URL" --viewers "$VIEWERS" --connections "$CONNECTIONS" \
+  --cpu-watch "token-issuer=$token_pid" --cpu-watch postgres --cpu-watch nats-server \
+  --out "$storm_out")
+echo "$storm"
+
+echo "== webhook flood: $EVENTS events, $CONNECTIONS connections"
+flood=$("$bin/loadgen" webhook-flood --url "http://127.0.0.1:$WEBHOOK_PORT" \
+  --events "$EVENTS" --connections "$CONNECTIONS" \
+  --cpu-watch "webhook-ingest=$webhook_pid" --cpu-watch postgres --cpu-watch nats-server \
+  --out "$flood_out")
+echo "$flood"
+
+echo
+echo "== summary ($(git rev-parse --short HEAD 2>/dev/null || echo 'no commit'), $(nproc) cores)"
+echo "$storm"
+echo "$flood"
+echo "results: $storm_out $flood_out"
+for name in token-issuer webhook-ingest; do
+  lines=$(wc -l <"$logs/$name.log")
+  [ "$lines" -eq 0 ] || echo "$name logged $lines lines at warn or above: $logs/$name.log"
+done

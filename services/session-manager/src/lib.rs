@@ -1,0 +1,187 @@
+#![doc = include_str!("../README.md")]
+
+pub mod lifecycle;
+pub mod presence;
+mod routes;
+pub mod timers;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, middleware::from_fn, web as aw};
+use tokio::task::JoinHandle;
+use web::backbone::Backbone;
+use web::config::{CommonConfig, LiveKitConfig};
+use web::server::env_parse;
+
+use crate::lifecycle::{Ctx, Timings, kinds};
+
+/// The session-manager's configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    pub livekit: LiveKitConfig,
+    pub timings: Timings,
+    pub max_guests_video: i32,
+    pub max_speakers_audio: i32,
+}
+
+fn secs(name: &str, default: u64) -> anyhow::Result<Duration> {
+    Ok(Duration::from_secs(env_parse(name, default)?))
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Config {
+            common: CommonConfig::from_env("session-manager", 8082)?,
+            livekit: LiveKitConfig::from_env()?,
+            timings: Timings {
+                host_grace: secs("HOST_GRACE_SECONDS", 30)?,
+                no_show: secs("SESSION_NO_SHOW_SECONDS", 600)?,
+                max_duration: secs("SESSION_MAX_SECONDS", 14_400)?,
+                orphan_after: secs("ORPHAN_AFTER_SECONDS", 1800)?,
+                reconcile_every: secs("RECONCILE_INTERVAL_SECONDS", 60)?,
+            },
+            max_guests_video: env_parse("STAGE_MAX_GUESTS_VIDEO", 3)?,
+            max_speakers_audio: env_parse("STAGE_MAX_SPEAKERS_AUDIO", 10)?,
+        })
+    }
+}
+
+pub(crate) struct State {
+    pub ctx: Ctx,
+    pub max_guests_video: i32,
+    pub max_speakers_audio: i32,
+}
+
+/// The running service.
+pub struct Application {
+    port: u16,
+    server: Server,
+    backbone: Backbone,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(("0.0.0.0", config.common.http_port))?;
+        Self::build_with_listener(config, listener).await
+    }
+
+    pub async fn build_with_listener(
+        config: Config,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
+        let backbone = Backbone::start(&config.common).await?;
+        let rooms: Arc<dyn livekit::RoomService> = Arc::new(livekit::LiveKitRooms::new(
+            &config.livekit.url,
+            &config.livekit.credentials(),
+        ));
+        let ctx = Ctx {
+            subjects: backbone.subjects.clone(),
+            rooms,
+            timings: config.timings.clone(),
+            pool: backbone.pool.clone(),
+        };
+        let mut tasks = Vec::new();
+        tasks.push(
+            bus::consumer::spawn_consumer(
+                backbone.js.clone(),
+                backbone.subjects.clone(),
+                bus::consumer::ConsumerSpec::new(presence::CONSUMER, bus::Family::LiveKit),
+                Arc::new(presence::LiveKitEvents { ctx: ctx.clone() }),
+                backbone.shutdown.subscribe(),
+            )
+            .await?,
+        );
+        tasks.push(bus::deadlines::spawn_worker(
+            backbone.pool.clone(),
+            backbone.database_url.clone(),
+            kinds::ALL.iter().map(|k| k.to_string()).collect(),
+            Arc::new(timers::Timers { ctx: ctx.clone() }),
+            backbone.shutdown.subscribe(),
+        ));
+        {
+            let ctx = ctx.clone();
+            let mut shutdown = backbone.shutdown.subscribe();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    if let Err(e) = timers::ensure_reconcile_scheduled(&ctx).await {
+                        tracing::warn!(error = %e, "could not schedule the reconciliation");
+                    }
+                    let every = ctx.timings.reconcile_every.min(Duration::from_secs(30));
+                    tokio::select! {
+                        _ = tokio::time::sleep(every) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
+            }));
+        }
+        let state = aw::Data::new(State {
+            ctx,
+            max_guests_video: config.max_guests_video,
+            max_speakers_audio: config.max_speakers_audio,
+        });
+        let verifier = aw::Data::new(web::Verifier(auth::JwtVerifier::hs256(
+            config.common.jwt_secret.expose().as_bytes(),
+        )));
+        let health = aw::Data::new(backbone.health());
+        let max_body = config.common.max_body_bytes;
+        let port = listener.local_addr()?.port();
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(from_fn(web::middleware::observe))
+                .app_data(state.clone())
+                .app_data(verifier.clone())
+                .app_data(health.clone())
+                .app_data(web::extract::json_config(max_body))
+                .app_data(web::extract::query_config())
+                .app_data(web::extract::path_config())
+                .configure(web::health::routes)
+                .route("/v1/sessions", aw::post().to(routes::create))
+                .route("/v1/sessions", aw::get().to(routes::list))
+                .route("/v1/sessions/{id}", aw::get().to(routes::get))
+                .route("/v1/sessions/{id}/leave", aw::post().to(routes::leave))
+                .route("/v1/sessions/{id}/end", aw::post().to(routes::end))
+                .route("/v1/sessions/{id}/pause", aw::post().to(routes::pause))
+                .route("/v1/sessions/{id}/resume", aw::post().to(routes::resume))
+                .default_service(aw::to(web::extract::not_found))
+        })
+        .disable_signals()
+        .shutdown_timeout(10)
+        .listen(listener)?
+        .run();
+        Ok(Application {
+            port,
+            server,
+            backbone,
+            tasks,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `stop`; then stops accepting, finishes in-flight requests, stops the
+    /// consumer and the deadline worker, and flushes the outbox.
+    pub async fn run_until_stopped(
+        mut self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let server = tokio::spawn(self.server);
+        stop.await;
+        tracing::info!("shutting down");
+        handle.stop(true).await;
+        let _ = server.await;
+        self.backbone.shutdown.trigger();
+        for task in self.tasks.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+        self.backbone.stop().await;
+        Ok(())
+    }
+}
