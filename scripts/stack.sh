@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# The whole stack on this machine: PostgreSQL and NATS checked (and started when they are
+# installed but down), the database created, livekit-sim and every service built and
+# started, demo users seeded, a walk-through run once as a smoke check and printed.
+# Ctrl-C stops everything. PROFILE=release for optimised binaries.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PROFILE="${PROFILE:-debug}"
+DB_NAME="${DB_NAME:-ipelya}"
+export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/$DB_NAME}"
+export NATS_URL="${NATS_URL:-nats://127.0.0.1:4222}"
+export AUTH_JWT_SECRET="${AUTH_JWT_SECRET:-local-dev-jwt-secret-change-me-0123456789}"
+export LIVEKIT_API_KEY="${LIVEKIT_API_KEY:-devkey}"
+export LIVEKIT_API_SECRET="${LIVEKIT_API_SECRET:-local-dev-livekit-secret-0123456789abcdef}"
+export LIVEKIT_URL="${LIVEKIT_URL:-http://127.0.0.1:7880}"
+export RUST_LOG="${RUST_LOG:-info}"
+RUN=.run
+mkdir -p "$RUN/logs"
+
+scripts/services-up.sh
+if ! psql -h 127.0.0.1 -U postgres -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = '$DB_NAME'" | grep -q 1; then
+  echo "creating database $DB_NAME"
+  psql -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE \"$DB_NAME\""
+fi
+
+echo "building ($PROFILE)…"
+flag=""; [ "$PROFILE" = "release" ] && flag="--release"
+cargo build $flag -p livekit-sim -p webhook-ingest -p token-issuer -p session-manager
+BIN="target/$PROFILE"
+
+pids=()
+cleanup() {
+  echo; echo "stopping the stack"
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+start() { # name port
+  local name=$1 port=$2
+  HTTP_PORT=$port "$BIN/$name" >"$RUN/logs/$name.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 100); do
+    if curl -fs "http://127.0.0.1:$port/${3-health}" >/dev/null 2>&1; then echo "  $name on :$port"; return; fi
+    if ! kill -0 "${pids[-1]}" 2>/dev/null; then echo "$name exited; see $RUN/logs/$name.log" >&2; tail -20 "$RUN/logs/$name.log" >&2; exit 1; fi
+    sleep 0.2
+  done
+  echo "$name did not answer on :$port; see $RUN/logs/$name.log" >&2; exit 1
+}
+
+echo "starting (logs in $RUN/logs)…"
+LIVEKIT_WEBHOOK_URLS=http://127.0.0.1:8085/webhooks/livekit SIM_BIND_ADDRESS=127.0.0.1 start livekit-sim 7880 ""
+start webhook-ingest 8085
+start token-issuer 8081
+start session-manager 8082
+
+# Demo users: a creator and three viewers, with coins.
+CREATOR=00000000-0000-4000-8000-00000000c0de
+VIEWERS=(00000000-0000-4000-8000-000000000001 00000000-0000-4000-8000-000000000002 00000000-0000-4000-8000-000000000003)
+psql -q -h 127.0.0.1 -U postgres -d "$DB_NAME" <<SQL
+INSERT INTO profiles (id, username, is_creator) VALUES ('$CREATOR', 'demo_creator', true) ON CONFLICT DO NOTHING;
+INSERT INTO profiles (id, username) VALUES ('${VIEWERS[0]}', 'demo_viewer1'), ('${VIEWERS[1]}', 'demo_viewer2'), ('${VIEWERS[2]}', 'demo_viewer3') ON CONFLICT DO NOTHING;
+INSERT INTO coin_wallets (user_id, balance) VALUES ('${VIEWERS[0]}', 1000), ('${VIEWERS[1]}', 1000), ('${VIEWERS[2]}', 1000) ON CONFLICT DO NOTHING;
+UPDATE live_sessions SET status = 'ended', ended_at = now(), end_reason = 'admin_terminated' WHERE creator_id = '$CREATOR' AND status <> 'ended';
+SQL
+
+jwt() { # user id → a client access token (HS256, aud=authenticated), as the app's auth issues
+  python3 - "$AUTH_JWT_SECRET" "$1" <<'PY'
+import base64, hashlib, hmac, json, sys, time
+secret, sub = sys.argv[1].encode(), sys.argv[2]
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+h = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+p = b64(json.dumps({"sub": sub, "aud": "authenticated", "exp": int(time.time()) + 86400}).encode())
+s = b64(hmac.new(secret, f"{h}.{p}".encode(), hashlib.sha256).digest())
+print(f"{h}.{p}.{s}")
+PY
+}
+CREATOR_JWT=$(jwt $CREATOR)
+VIEWER_JWT=$(jwt "${VIEWERS[0]}")
+
+echo; echo "== smoke walk-through"
+session=$(curl -fs -X POST http://127.0.0.1:8082/v1/sessions -H "authorization: Bearer $CREATOR_JWT" -H 'content-type: application/json' \
+  -d '{"sessionType":"video_live","title":"Demo broadcast","accessType":"public"}')
+SESSION_ID=$(echo "$session" | python3 -c 'import json,sys; print(json.load(sys.stdin)["session"]["id"])')
+host_token=$(curl -fs -X POST http://127.0.0.1:8081/v1/tokens -H "authorization: Bearer $CREATOR_JWT" -H 'content-type: application/json' -d "{\"sessionId\":\"$SESSION_ID\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+curl -fs -X POST http://127.0.0.1:7880/sim/join -H 'content-type: application/json' -d "{\"token\":\"$host_token\"}" >/dev/null
+viewer_token=$(curl -fs -X POST http://127.0.0.1:8081/v1/tokens -H "authorization: Bearer $VIEWER_JWT" -H 'content-type: application/json' -d "{\"sessionId\":\"$SESSION_ID\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+curl -fs -X POST http://127.0.0.1:7880/sim/join -H 'content-type: application/json' -d "{\"token\":\"$viewer_token\"}" >/dev/null
+for _ in $(seq 1 50); do
+  state=$(curl -fs http://127.0.0.1:8082/v1/sessions/$SESSION_ID -H "authorization: Bearer $VIEWER_JWT")
+  echo "$state" | grep -q '"viewerCount":1' && echo "$state" | grep -q '"status":"live"' && break
+  sleep 0.2
+done
+echo "session $SESSION_ID: $(echo "$state" | python3 -c 'import json,sys; s=json.load(sys.stdin)["session"]; print(s["status"], "viewers:", s["viewerCount"])')"
+
+cat <<TXT
+
+The stack is up:  livekit-sim :7880  webhook-ingest :8085  token-issuer :8081  session-manager :8082
+Logs: $RUN/logs/*.log        Metrics: curl localhost:8082/metrics        Health: curl localhost:8082/health
+
+Try it (tokens valid 24 h):
+  export CREATOR=$CREATOR_JWT
+  export VIEWER=$VIEWER_JWT
+  # a creator goes live (end the demo session first: POST /v1/sessions/$SESSION_ID/end)
+  curl -s -X POST localhost:8082/v1/sessions/$SESSION_ID/end -H "authorization: Bearer \$CREATOR"
+  curl -s -X POST localhost:8082/v1/sessions -H "authorization: Bearer \$CREATOR" -H 'content-type: application/json' \\
+       -d '{"sessionType":"video_live","title":"My show","accessType":"public"}'
+  # a viewer asks for a LiveKit token, then "joins" through the simulator
+  curl -s -X POST localhost:8081/v1/tokens -H "authorization: Bearer \$VIEWER" -H 'content-type: application/json' -d '{"sessionId":"<id>"}'
+  curl -s -X POST localhost:7880/sim/join -H 'content-type: application/json' -d '{"token":"<token>"}'
+  # watch it follow LiveKit
+  curl -s localhost:8082/v1/sessions/<id> -H "authorization: Bearer \$VIEWER"
+  curl -s localhost:7880/sim/rooms
+  # the host drops: host_disconnected, then ended after HOST_GRACE_SECONDS (30)
+  curl -s -X POST localhost:7880/sim/drop -H 'content-type: application/json' -d '{"room":"live_video_<id>","identity":"$CREATOR"}'
+
+Ctrl-C stops the stack.
+TXT
+wait
