@@ -13,6 +13,10 @@ psql -h 127.0.0.1 -U postgres -d postgres -Atc \
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+echo "== domain stays pure (no I/O crates in its tree)"
+if cargo tree -p domain -e normal --locked | grep -E "^.*(tokio|diesel|actix|async-nats|reqwest) v" ; then
+  echo "domain must not depend on I/O crates" >&2; exit 1
+fi
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== tests"
