@@ -7,6 +7,7 @@
 //! when a deadline is inserted. A deadline made moot is cancelled in the transaction of the
 //! event that made it so; an effect the state machine refuses marks it fired with no effect.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -113,10 +114,25 @@ pub async fn fire_one(
     kinds: &[String],
     handler: &dyn DeadlineHandler,
 ) -> anyhow::Result<Option<(DeadlineRow, String)>> {
-    let mut conn = db::pool::conn(pool).await?;
+    fire_one_except(pool, kinds, &[], handler)
+        .await
+        .map_err(|(_, e)| e)
+}
+
+/// As [`fire_one`], leaving the `skip` rows alone (deadlines whose effect failed lately and
+/// wait for their retry); an error names the deadline that failed, when one was claimed.
+async fn fire_one_except(
+    pool: &Pool,
+    kinds: &[String],
+    skip: &[Uuid],
+    handler: &dyn DeadlineHandler,
+) -> Result<Option<(DeadlineRow, String)>, (Option<Uuid>, anyhow::Error)> {
+    let mut conn = db::pool::conn(pool).await.map_err(|e| (None, e.into()))?;
+    let mut claimed: Option<Uuid> = None;
     let result = conn
         .transaction::<Option<(DeadlineRow, String)>, anyhow::Error, _>(async |c| {
             let row: Option<DeadlineRow> = deadlines::table
+                .filter(deadlines::id.ne_all(skip))
                 .filter(deadlines::kind.eq_any(kinds))
                 .filter(deadlines::fired_at.is_null())
                 .filter(deadlines::cancelled_at.is_null())
@@ -130,6 +146,7 @@ pub async fn fire_one(
                 .await
                 .optional()?;
             let Some(row) = row else { return Ok(None) };
+            claimed = Some(row.id);
             let outcome = handler.fire(c, &row).await?;
             // The effect may have cancelled its subject's deadlines, this one included: the
             // one that fired is marked fired, not cancelled.
@@ -152,13 +169,19 @@ pub async fn fire_one(
             metrics::histogram!("deadline_lateness_seconds").record(late_ms as f64 / 1000.0);
             Ok(Some((row, outcome)))
         }
-        other => other,
+        Ok(None) => Ok(None),
+        Err(e) => Err((claimed, e)),
     }
 }
 
-async fn next_due(pool: &Pool, kinds: &[String]) -> anyhow::Result<Option<DateTime<Utc>>> {
+async fn next_due_except(
+    pool: &Pool,
+    kinds: &[String],
+    skip: &[Uuid],
+) -> anyhow::Result<Option<DateTime<Utc>>> {
     let mut conn = db::pool::conn(pool).await?;
     Ok(deadlines::table
+        .filter(deadlines::id.ne_all(skip))
         .filter(deadlines::kind.eq_any(kinds))
         .filter(deadlines::fired_at.is_null())
         .filter(deadlines::cancelled_at.is_null())
@@ -181,6 +204,9 @@ pub async fn pending_count(pool: &Pool) -> anyhow::Result<i64> {
 /// The longest the worker sleeps without looking (a `NOTIFY` may be lost with its connection).
 const MAX_SLEEP: Duration = Duration::from_millis(1000);
 
+/// The shortest pause when due rows are held by another replica or a round failed.
+const MIN_PAUSE: Duration = Duration::from_millis(100);
+
 /// Starts the worker for `kinds`.
 pub fn spawn_worker(
     pool: Pool,
@@ -192,18 +218,34 @@ pub fn spawn_worker(
     let wake = Arc::new(Notify::new());
     crate::listen::spawn_listener(db_url, "deadlines", wake.clone(), shutdown.clone());
     tokio::spawn(async move {
+        let mut backoff: HashMap<Uuid, (tokio::time::Instant, u32)> = HashMap::new();
         loop {
             if *shutdown.borrow() {
                 return;
             }
             let mut failed = false;
+            let mut fired_any = false;
+            let now = tokio::time::Instant::now();
+            backoff.retain(|_, (until, _)| *until > now);
+            let skip: Vec<Uuid> = backoff.keys().copied().collect();
             loop {
-                match fire_one(&pool, &kinds, handler.as_ref()).await {
-                    Ok(Some(_)) => continue,
+                match fire_one_except(&pool, &kinds, &skip, handler.as_ref()).await {
+                    Ok(Some((row, _))) => {
+                        backoff.remove(&row.id);
+                        fired_any = true;
+                    }
                     Ok(None) => break,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "deadline could not fire; retrying");
+                    Err((claimed, e)) => {
                         failed = true;
+                        let Some(id) = claimed else {
+                            tracing::warn!(error = %e, "deadlines unavailable; retrying");
+                            break;
+                        };
+                        // Back off this deadline only: the others keep firing on time.
+                        let attempts = backoff.get(&id).map_or(1, |(_, n)| n + 1);
+                        let delay = Duration::from_millis(250 * 2u64.pow(attempts.min(7)));
+                        tracing::warn!(error = %e, deadline.id = %id, attempts, retry_in_ms = delay.as_millis() as u64, "deadline effect failed; retrying later");
+                        backoff.insert(id, (tokio::time::Instant::now() + delay, attempts));
                         break;
                     }
                 }
@@ -211,18 +253,27 @@ pub fn spawn_worker(
             if let Ok(n) = pending_count(&pool).await {
                 metrics::gauge!("deadlines_pending").set(n as f64);
             }
-            let sleep = if failed {
-                Duration::from_millis(500)
-            } else {
-                match next_due(&pool, &kinds).await {
-                    Ok(Some(due)) => (due - Utc::now())
-                        .to_std()
-                        .unwrap_or(Duration::ZERO)
-                        .min(MAX_SLEEP),
-                    Ok(None) => MAX_SLEEP,
-                    Err(_) => Duration::from_millis(500),
-                }
+            let skip: Vec<Uuid> = backoff.keys().copied().collect();
+            let next_retry = backoff.values().map(|(until, _)| *until).min();
+            let mut sleep = match next_due_except(&pool, &kinds, &skip).await {
+                Ok(Some(due)) => (due - Utc::now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+                    .min(MAX_SLEEP),
+                Ok(None) => MAX_SLEEP,
+                Err(_) => Duration::from_millis(500),
             };
+            if let Some(retry) = next_retry {
+                sleep = sleep.min(retry.saturating_duration_since(tokio::time::Instant::now()));
+            }
+            if sleep.is_zero() && !fired_any && !failed {
+                // Due rows exist but another replica holds them while it fires them: look
+                // again shortly instead of spinning.
+                sleep = MIN_PAUSE;
+            }
+            if failed && sleep.is_zero() {
+                sleep = MIN_PAUSE;
+            }
             tokio::select! {
                 _ = wake.notified() => {}
                 _ = tokio::time::sleep(sleep) => {}

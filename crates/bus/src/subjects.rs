@@ -117,7 +117,26 @@ impl Subjects {
                 .await
                 .map_err(|e| anyhow::anyhow!("creating stream {}: {e}", self.stream(family)))?;
         }
+        // Dead letters are kept for operators to inspect and replay.
+        let dead = stream::Config {
+            name: self.dead_letter_stream(),
+            subjects: vec![format!("{}deadletter.>", self.prefix())],
+            storage: stream::StorageType::File,
+            max_age: Duration::from_secs(14 * 24 * 3600),
+            ..Default::default()
+        };
+        js.get_or_create_stream(dead)
+            .await
+            .map_err(|e| anyhow::anyhow!("creating stream {}: {e}", self.dead_letter_stream()))?;
         Ok(())
+    }
+
+    /// Stream of the dead letters: `DEADLETTER`, or `<NS>_DEADLETTER`.
+    pub fn dead_letter_stream(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{}_DEADLETTER", ns.to_uppercase()),
+            None => "DEADLETTER".to_owned(),
+        }
     }
 }
 

@@ -123,7 +123,7 @@ impl TestDb {
             }
         }
         let url = url_for(&name);
-        let pool = db::connect_pool(&url, 8)?;
+        let pool = db::connect_pool(&url, 3)?;
         Ok(TestDb { name, url, pool })
     }
 

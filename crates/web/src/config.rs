@@ -116,7 +116,7 @@ impl CommonConfig {
             trusted_proxies: TrustedProxies::loopback(),
             max_body_bytes: 64 * 1024,
             otlp_endpoint: None,
-            db_pool_size: 8,
+            db_pool_size: 3,
         }
     }
 }

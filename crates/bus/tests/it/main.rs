@@ -9,7 +9,7 @@ mod outbox;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::pull, stream::StreamMessage};
+use async_nats::jetstream::{self, consumer::pull, message::StreamMessage};
 use bus::{Event, Family, Subjects, proto};
 use diesel_async::AsyncConnection;
 use futures_util::StreamExt;
@@ -175,7 +175,7 @@ impl Drop for Tap {
 }
 
 impl Tap {
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.messages.lock().unwrap().len()
     }
 

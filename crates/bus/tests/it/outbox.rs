@@ -321,7 +321,10 @@ async fn the_trace_context_travels_in_the_headers() {
         .get(0);
     assert_eq!(row_headers["Ipelya-Event-Type"], "session.live");
     let traceparent = row_headers["traceparent"].as_str().expect("traceparent");
-    assert_eq!(bus::trace::trace_id(&[("traceparent".to_owned(), traceparent.to_owned())].into()), Some(trace_id.clone()));
+    assert_eq!(
+        bus::trace::trace_id(&[("traceparent".to_owned(), traceparent.to_owned())].into()),
+        Some(trace_id.clone())
+    );
 
     relay::flush(&env.db.pool, &env.js, Duration::from_secs(5))
         .await
