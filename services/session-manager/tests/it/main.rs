@@ -1,7 +1,11 @@
 //! session-manager end to end: livekit-sim → webhook-ingest → NATS → session-manager, with
 //! token-issuer for the tokens, all on real HTTP, a database and a NATS namespace of their own.
 
+mod crash;
 mod e2e;
+mod ordering;
+mod reconcile;
+mod routes;
 
 use std::net::TcpListener;
 use std::time::Duration;
@@ -23,6 +27,9 @@ pub struct Stack {
     pub sim: livekit_sim::SimHandle,
     pub creds: livekit::Credentials,
     stops: Vec<tokio::sync::oneshot::Sender<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// One SQL connection for the assertions (polling opens no new connection each time).
+    sql: tokio::sync::OnceCell<tokio_postgres::Client>,
 }
 
 /// Knobs of a test stack.
@@ -61,14 +68,25 @@ fn listener() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").unwrap()
 }
 
+/// PostgreSQL allows 100 connections for every test running on the machine: each service
+/// of a stack gets a small pool.
+pub const SERVICE_POOL: usize = 3;
+pub const SESSION_MANAGER_POOL: usize = 4;
+
 fn common(service: &'static str, db: &TestDb, ns: &str) -> CommonConfig {
-    CommonConfig::for_tests(
+    let mut c = CommonConfig::for_tests(
         service,
         &db.url,
         &testkit::nats_url(),
         ns,
         testkit::JWT_SECRET,
-    )
+    );
+    c.db_pool_size = if service == "session-manager" {
+        SESSION_MANAGER_POOL
+    } else {
+        SERVICE_POOL
+    };
+    c
 }
 
 pub async fn stack() -> Stack {
@@ -79,16 +97,17 @@ pub async fn stack_with(options: Options) -> Stack {
     telemetry::install_crypto_providers();
     let db = TestDb::new().await;
     let ns = testkit::namespace();
+    // Each service runs until its stop sender is dropped (with the `Stack`): then it shuts
+    // down gracefully and gives its database connections back, so a test that builds
+    // several stacks one after the other does not hold every pool at once.
     let mut stops = Vec::new();
-    let mut start = |fut: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>| {
+    let mut tasks = Vec::new();
+    let mut stopper = || {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         stops.push(tx);
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = fut => {}
-                _ = rx => {}
-            }
-        });
+        async move {
+            let _ = rx.await;
+        }
     };
 
     let ingest_listener = listener();
@@ -112,11 +131,9 @@ pub async fn stack_with(options: Options) -> Stack {
     )
     .await
     .unwrap();
-    start(Box::pin(async move {
-        ingest
-            .run_until_stopped(std::future::pending())
-            .await
-            .unwrap();
+    let stop = stopper();
+    tasks.push(tokio::spawn(async move {
+        let _ = ingest.run_until_stopped(stop).await;
     }));
 
     let tokens = token_issuer::Application::build_with_listener(
@@ -133,11 +150,9 @@ pub async fn stack_with(options: Options) -> Stack {
     .await
     .unwrap();
     let tokens_url = format!("http://127.0.0.1:{}", tokens.port());
-    start(Box::pin(async move {
-        tokens
-            .run_until_stopped(std::future::pending())
-            .await
-            .unwrap();
+    let stop = stopper();
+    tasks.push(tokio::spawn(async move {
+        let _ = tokens.run_until_stopped(stop).await;
     }));
 
     let sessions_url = if options.session_manager {
@@ -148,8 +163,9 @@ pub async fn stack_with(options: Options) -> Stack {
         .await
         .unwrap();
         let url = format!("http://127.0.0.1:{}", sm.port());
-        start(Box::pin(async move {
-            sm.run_until_stopped(std::future::pending()).await.unwrap();
+        let stop = stopper();
+        tasks.push(tokio::spawn(async move {
+            let _ = sm.run_until_stopped(stop).await;
         }));
         url
     } else {
@@ -166,6 +182,8 @@ pub async fn stack_with(options: Options) -> Stack {
         sim,
         creds: livekit::Credentials::new(testkit::LIVEKIT_KEY, testkit::LIVEKIT_SECRET),
         stops,
+        tasks,
+        sql: tokio::sync::OnceCell::new(),
     }
 }
 
@@ -320,8 +338,7 @@ impl Stack {
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> i64 {
-        self.db
-            .sql()
+        self.sql()
             .await
             .query_one(sql, params)
             .await
@@ -329,7 +346,155 @@ impl Stack {
             .get(0)
     }
 
+    /// The stack's SQL connection for assertions.
+    pub async fn sql(&self) -> &tokio_postgres::Client {
+        self.sql.get_or_init(|| self.db.sql()).await
+    }
+
+    /// Stops every service and waits until they gave their connections back.
+    pub async fn shutdown(mut self) {
+        self.stops.clear();
+        for task in self.tasks.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+        }
+    }
+
     pub fn stop(&mut self) {
         self.stops.clear();
+    }
+}
+
+/// Asserts an error answer: the status and the envelope `{"success":false,"error","errorCode"}`.
+#[track_caller]
+pub fn assert_error(status: StatusCode, body: &Value, expected: u16, code: &str) {
+    assert_eq!(status.as_u16(), expected, "{body}");
+    assert_eq!(body["success"], json!(false), "{body}");
+    assert_eq!(body["errorCode"], json!(code), "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "error message: {body}"
+    );
+    assert_eq!(
+        body.as_object().map(|o| o.len()),
+        Some(3),
+        "the envelope and nothing else: {body}"
+    );
+}
+
+/// Inserts a profile with a given id (the same users in several databases).
+pub async fn profile_with_id(db: &TestDb, id: Uuid, username: &str, is_creator: bool) {
+    db.sql()
+        .await
+        .execute(
+            "INSERT INTO profiles (id, username, is_creator) VALUES ($1, $2, $3)",
+            &[&id, &username, &is_creator],
+        )
+        .await
+        .expect("insert profile");
+}
+
+/// A port nobody listens on right now (for a child process to bind).
+pub fn free_port() -> u16 {
+    listener().local_addr().unwrap().port()
+}
+
+impl Stack {
+    /// A request with full control of the header and the body.
+    pub async fn raw(
+        &self,
+        method: reqwest::Method,
+        url: String,
+        authorization: Option<String>,
+        content_type: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, url);
+        if let Some(a) = authorization {
+            req = req.header("authorization", a);
+        }
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Signs a LiveKit webhook body as LiveKit does and posts it to webhook-ingest.
+    pub async fn post_webhook(&self, event: &Value) -> Value {
+        let bytes = serde_json::to_vec(event).unwrap();
+        let token = livekit::sign_webhook(&self.creds, &bytes);
+        let res = self
+            .http
+            .post(format!("{}/webhooks/livekit", self.ingest))
+            .header("content-type", "application/webhook+json")
+            .header("authorization", token)
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        let body: Value = res.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, 200, "webhook refused: {body}");
+        body
+    }
+
+    /// LiveKit events session-manager has handled (`processed_events` of its consumer).
+    pub async fn processed_livekit_events(&self) -> i64 {
+        self.count(
+            "SELECT count(*) FROM processed_events WHERE consumer = $1",
+            &[&session_manager::presence::CONSUMER],
+        )
+        .await
+    }
+
+    /// Waits until every stored webhook (`webhook_events`) has been handled by
+    /// session-manager, and stays so for a moment.
+    pub async fn wait_webhooks_handled(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut quiet_since: Option<tokio::time::Instant> = None;
+        loop {
+            let stored = self.count("SELECT count(*) FROM webhook_events", &[]).await;
+            let handled = self.processed_livekit_events().await;
+            if stored == handled {
+                let since = *quiet_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() >= Duration::from_millis(300) {
+                    return;
+                }
+            } else {
+                quiet_since = None;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for session-manager to handle every stored webhook ({handled} of {stored})"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// A RoomService client with full grants (what an operator or LiveKit's CLI would use).
+    pub fn rooms(&self) -> livekit::LiveKitRooms {
+        livekit::LiveKitRooms::new(self.sim.base_url(), &self.creds)
+    }
+
+    /// Creates a session of `session_type` and makes it live: the host joins the sim.
+    pub async fn live_session(&self, creator: Uuid, session_type: &str) -> Uuid {
+        let (status, body) = self
+            .create_session(
+                creator,
+                json!({"sessionType": session_type, "title": "Live now", "accessType": "public"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let id: Uuid = body["session"]["id"].as_str().unwrap().parse().unwrap();
+        self.join(&self.token(creator, id).await).await;
+        self.wait_session(creator, id, "the session to go live", |s| {
+            s["status"] == json!("live")
+        })
+        .await;
+        id
     }
 }
