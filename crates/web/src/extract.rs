@@ -110,3 +110,12 @@ pub async fn read_body(
     }
     Ok(body.freeze())
 }
+
+/// Parses a JSON body into `T`, refusing anything but an object (serde would otherwise
+/// read an array's items as the struct's fields by position).
+pub fn from_object<T: serde::de::DeserializeOwned>(body: serde_json::Value) -> Result<T, ApiError> {
+    if !body.is_object() {
+        return Err(ApiError::validation("the body must be a JSON object"));
+    }
+    serde_json::from_value(body).map_err(|e| ApiError::validation(format!("invalid body: {e}")))
+}

@@ -135,6 +135,12 @@ async fn effects(
                 SessionEvent::End(r) => r,
                 _ => EndReason::RoomFinished,
             };
+            if s.started_at.is_none() {
+                // The host may have been in the room without the session going live (its
+                // join and leave delivered in reverse): it started at that join.
+                s.started_at =
+                    sessions::earliest_join(c, &s.room_name, &s.creator_id.to_string()).await?;
+            }
             let ended_at = at.max(s.started_at.unwrap_or(at)).max(s.created_at);
             s.ended_at = Some(ended_at);
             s.end_reason = Some(reason.as_str().to_owned());

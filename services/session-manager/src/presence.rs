@@ -69,9 +69,6 @@ async fn on_livekit_event(
     s: &mut LiveSession,
     p: &proto::LiveKitEvent,
 ) -> TxResult<bool> {
-    if status_of(s) == SessionStatus::Ended {
-        return Ok(false);
-    }
     let when = at(p.created_at);
     match p.event.as_str() {
         "participant_joined" => {
@@ -101,7 +98,9 @@ async fn on_livekit_event(
             )
             .await
         }
-        "room_finished" => end(c, ctx, s, EndReason::RoomFinished, when).await,
+        "room_finished" if status_of(s) != SessionStatus::Ended => {
+            end(c, ctx, s, EndReason::RoomFinished, when).await
+        }
         _ => {
             s.last_activity_at = Utc::now();
             sessions::save(c, s).await?;
@@ -146,7 +145,10 @@ pub async fn refresh_participant(
     };
     let is_host = user == s.creator_id;
     let session_type: SessionType = s.session_type.parse().unwrap_or(SessionType::VideoLive);
-    let active = sessions::has_open_connection(c, &s.room_name, identity).await?;
+    // A late event for an ended session still completes its record (who was there, the
+    // peak, when it started), but changes no state and tells nobody.
+    let was_ended = status_of(s) == SessionStatus::Ended;
+    let active = !was_ended && sessions::has_open_connection(c, &s.room_name, identity).await?;
     let role = if is_host {
         "host"
     } else {
@@ -167,7 +169,7 @@ pub async fn refresh_participant(
     .await?;
     let host = s.creator_id.to_string();
     s.viewer_count = sessions::active_viewers(c, s.id).await? as i32;
-    s.peak_viewers = if late {
+    s.peak_viewers = if late || was_ended {
         sessions::peak_audience(c, &s.room_name, &host).await? as i32
     } else {
         s.peak_viewers
@@ -175,7 +177,7 @@ pub async fn refresh_participant(
     };
     let mut ended = false;
     let mut transitioned = false;
-    if is_host {
+    if is_host && !was_ended {
         let event = match change {
             ConnectionChange::Joined if active => Some(SessionEvent::HostJoined),
             // A DUPLICATE_IDENTITY leave is a replacement (the host reconnected), not a departure.
@@ -191,8 +193,20 @@ pub async fn refresh_participant(
             transitioned = true;
         }
     }
-    if !transitioned {
+    if is_host && change == ConnectionChange::Joined && (s.started_at.is_some() || was_ended) {
+        // The session started at the host's first join, whatever order the joins came in.
+        if let Some(first) = sessions::earliest_join(c, &s.room_name, identity).await? {
+            s.started_at = Some(s.started_at.map_or(first, |t| t.min(first)));
+        }
+        if let (Some(start), Some(end)) = (s.started_at, s.ended_at) {
+            s.total_duration_seconds = (end - start).num_seconds().max(0);
+        }
         sessions::save(c, s).await?;
+    } else if !transitioned {
+        sessions::save(c, s).await?;
+    }
+    if was_ended {
+        return Ok(false);
     }
     let name = if active {
         "participant_joined"

@@ -82,8 +82,7 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let mut conn = db::pool::conn(&state.ctx.pool).await?;
     let profile = require_profile(&mut conn, user.0).await?;
-    let body: CreateSession = serde_json::from_value(body.into_inner())
-        .map_err(|e| ApiError::validation(format!("invalid body: {e}")))?;
+    let body: CreateSession = web::extract::from_object(body.into_inner())?;
     if !profile.is_creator {
         return Err(ApiError::forbidden("only creators can go live"));
     }
@@ -166,12 +165,16 @@ pub async fn create(
         .await;
     let s = match created {
         Ok(s) => s,
-        Err(e) if e.is_unique_violation() => {
-            return Err(ApiError::conflict(
-                "you already have a session that has not ended",
-            ));
+        Err(e) => {
+            // The room was created for nothing: remove it rather than wait for its timeout.
+            lifecycle::delete_room(ctx, &room).await;
+            if e.is_unique_violation() {
+                return Err(ApiError::conflict(
+                    "you already have a session that has not ended",
+                ));
+            }
+            return Err(e.into());
         }
-        Err(e) => return Err(e.into()),
     };
     tracing::info!(session.id = %s.id, room.name = %s.room_name, "session created");
     Ok(success(
@@ -270,14 +273,38 @@ pub async fn leave(
     path: aw::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let mut conn = db::pool::conn(&state.ctx.pool).await?;
+    let ctx = &state.ctx;
+    let mut conn = db::pool::conn(&ctx.pool).await?;
     require_profile(&mut conn, user.0).await?;
-    let s = sessions::find(&mut conn, id).await?.ok_or_else(not_found)?;
-    if !sessions::deactivate(&mut conn, s.id, user.0).await? {
-        return Err(ApiError::forbidden(
-            "you are not a participant of this session",
-        ));
-    }
+    conn.transaction::<Result<(), ApiError>, db::DbError, _>(async |c| {
+        let Some(mut s) = sessions::lock(c, id).await? else {
+            return Ok(Err(not_found()));
+        };
+        let Some(p) = sessions::participant(c, id, user.0).await? else {
+            return Ok(Err(ApiError::forbidden(
+                "you are not a participant of this session",
+            )));
+        };
+        if sessions::deactivate(c, id, user.0).await? && p.is_active {
+            s.viewer_count = sessions::active_viewers(c, id).await? as i32;
+            sessions::save(c, &s).await?;
+            let payload = bus::proto::SessionParticipantChanged {
+                session_id: id.to_string(),
+                user_id: user.0.to_string(),
+                role: p.role.clone(),
+                active: false,
+                viewer_count: s.viewer_count,
+            };
+            bus::outbox::enqueue(
+                c,
+                &ctx.subjects,
+                &bus::Event::new(bus::Family::Session, "participant_left", id, &payload),
+            )
+            .await?;
+        }
+        Ok(Ok(()))
+    })
+    .await??;
     Ok(success(StatusCode::OK, json!({})))
 }
 

@@ -149,6 +149,9 @@ pub async fn reconcile(
     snapshot: &LiveSession,
     room_exists: bool,
 ) -> anyhow::Result<bool> {
+    // Only connections recorded before LiveKit was asked can be missing from its answer
+    // for a reason (a lost leave); a join recorded since is newer than the answer.
+    let asked_at = Utc::now() - chrono::Duration::seconds(1);
     let in_livekit = if room_exists {
         ctx.rooms
             .list_participants(&snapshot.room_name)
@@ -183,7 +186,7 @@ pub async fn reconcile(
             // Connections we think open that LiveKit no longer has: their leave was lost.
             for k in ours
                 .iter()
-                .filter(|k| k.joined_at.is_some() && k.left_at.is_none())
+                .filter(|k| k.joined_at.is_some() && k.left_at.is_none() && k.created_at < asked_at)
             {
                 if !live_sids.contains(k.participant_sid.as_str()) {
                     webhooks::record_connection(
@@ -193,12 +196,12 @@ pub async fn reconcile(
                         &k.identity,
                         ConnectionFact::Left {
                             at: now,
-                            reason: Some("RECONCILED"),
+                            reason: Some(webhooks::RECONCILED),
                         },
                     )
                     .await?;
                     let change = ConnectionChange::Left {
-                        reason: "RECONCILED",
+                        reason: webhooks::RECONCILED,
                     };
                     ended |= refresh_participant(
                         c,
@@ -215,6 +218,10 @@ pub async fn reconcile(
             }
             // Participants LiveKit has that we never heard of: their join was lost.
             for p in &in_livekit {
+                // A connection closed by an earlier pass that LiveKit still has: reopen it.
+                if known.get(p.sid.as_str()).copied() == Some(false) && !ended {
+                    webhooks::reopen_reconciled(c, &p.sid).await?;
+                }
                 if known.get(p.sid.as_str()).copied() != Some(true) && !ended {
                     let joined = chrono::DateTime::from_timestamp(p.joined_at, 0)
                         .filter(|_| p.joined_at > 0)

@@ -30,8 +30,7 @@ enum Target {
 }
 
 fn target(body: serde_json::Value) -> Result<Target, ApiError> {
-    let req: TokenRequest = serde_json::from_value(body)
-        .map_err(|e| ApiError::validation(format!("invalid body: {e}")))?;
+    let req: TokenRequest = web::extract::from_object(body)?;
     match (req.session_id, req.call_id) {
         (Some(s), None) => Ok(Target::Session(s)),
         (None, Some(c)) => Ok(Target::Call(c)),

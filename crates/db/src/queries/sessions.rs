@@ -300,7 +300,9 @@ pub async fn peak_audience(conn: &mut AsyncPgConnection, room: &str, host: &str)
              SELECT joined_at AS t, 1 AS d FROM livekit_participations
               WHERE room_name = $1 AND identity <> $2 AND joined_at IS NOT NULL
              UNION ALL
-             SELECT left_at, -1 FROM livekit_participations
+             -- LiveKit's times are whole seconds: a stay within one second still counted
+             -- (its leave sorts after its own join, before others' joins of a later instant).
+             SELECT GREATEST(left_at, joined_at + interval '1 microsecond'), -1 FROM livekit_participations
               WHERE room_name = $1 AND identity <> $2 AND joined_at IS NOT NULL AND left_at IS NOT NULL
          )
          SELECT COALESCE(max(running), 0)::bigint AS peak
@@ -321,4 +323,19 @@ pub async fn by_room(conn: &mut AsyncPgConnection, room: &str) -> DbResult<Optio
         .first(conn)
         .await
         .optional()?)
+}
+
+/// The earliest time LiveKit reported `identity` joining `room` (the session's start).
+pub async fn earliest_join(
+    conn: &mut AsyncPgConnection,
+    room: &str,
+    identity: &str,
+) -> DbResult<Option<DateTime<Utc>>> {
+    use livekit_participations as k;
+    Ok(k::table
+        .filter(k::room_name.eq(room))
+        .filter(k::identity.eq(identity))
+        .select(diesel::dsl::min(k::joined_at))
+        .first::<Option<DateTime<Utc>>>(conn)
+        .await?)
 }

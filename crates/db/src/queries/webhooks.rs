@@ -59,6 +59,8 @@ pub async fn record_connection(
             lp::left_reason.eq(left_reason),
         ))
         .on_conflict(lp::participant_sid)
+        // Each event sets only its own column; a real leave replaces one we inferred (room
+        // finished, reconciliation), since its time is LiveKit's own.
         .do_update()
         .set((
             lp::joined_at.eq(diesel::dsl::sql::<
@@ -69,12 +71,12 @@ pub async fn record_connection(
             lp::left_at.eq(diesel::dsl::sql::<
                 diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
             >(
-                "COALESCE(livekit_participations.left_at, excluded.left_at)",
+                "CASE WHEN excluded.left_at IS NOT NULL AND (livekit_participations.left_at IS NULL OR livekit_participations.left_reason IN ('ROOM_FINISHED', 'RECONCILED')) THEN excluded.left_at ELSE livekit_participations.left_at END",
             )),
             lp::left_reason.eq(diesel::dsl::sql::<
                 diesel::sql_types::Nullable<diesel::sql_types::Text>,
             >(
-                "COALESCE(livekit_participations.left_reason, excluded.left_reason)",
+                "CASE WHEN excluded.left_at IS NOT NULL AND (livekit_participations.left_at IS NULL OR livekit_participations.left_reason IN ('ROOM_FINISHED', 'RECONCILED')) THEN excluded.left_reason ELSE livekit_participations.left_reason END",
             )),
             lp::identity.eq(excluded(lp::identity)),
         ))
@@ -96,7 +98,15 @@ pub async fn close_room(
             .filter(lp::room_name.eq(room))
             .filter(lp::left_at.is_null()),
     )
-    .set((lp::left_at.eq(at), lp::left_reason.eq(reason)))
+    // Never before the connection's own join (a room_finished of an earlier incarnation).
+    .set((
+        lp::left_at.eq(diesel::dsl::sql::<
+            diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+        >("GREATEST(joined_at, ")
+        .bind::<diesel::sql_types::Timestamptz, _>(at)
+        .sql(")")),
+        lp::left_reason.eq(reason),
+    ))
     .execute(conn)
     .await?)
 }
@@ -110,3 +120,23 @@ pub async fn connections(conn: &mut AsyncPgConnection, room: &str) -> DbResult<V
         .load(conn)
         .await?)
 }
+
+/// Reopens a connection the reconciliation closed while LiveKit still has it.
+pub async fn reopen_reconciled(conn: &mut AsyncPgConnection, sid: &str) -> DbResult<bool> {
+    use livekit_participations as lp;
+    let n = diesel::update(
+        lp::table
+            .filter(lp::participant_sid.eq(sid))
+            .filter(lp::left_reason.eq(RECONCILED)),
+    )
+    .set((
+        lp::left_at.eq(None::<DateTime<Utc>>),
+        lp::left_reason.eq(None::<String>),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(n > 0)
+}
+
+/// The leave reason the reconciliation records for a connection LiveKit no longer has.
+pub const RECONCILED: &str = "RECONCILED";

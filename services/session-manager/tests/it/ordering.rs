@@ -302,6 +302,19 @@ async fn run_in(
     .await;
     stack.wait_webhooks_handled().await;
     let got = outcome(&stack, cast.host, id, fields).await;
+    if std::env::var("DUMP").is_ok() {
+        let rows = stack.db.sql().await.query("SELECT identity, extract(epoch from joined_at)::bigint, extract(epoch from left_at)::bigint, left_reason FROM livekit_participations ORDER BY 2", &[]).await.unwrap();
+        for r in rows {
+            eprintln!(
+                "ROW {:?} {:?} {:?} {:?}",
+                r.get::<_, String>(0),
+                r.get::<_, Option<i64>>(1).map(|v| v - base),
+                r.get::<_, Option<i64>>(2).map(|v| v - base),
+                r.get::<_, Option<String>>(3)
+            );
+        }
+        eprintln!("GOT {got}");
+    }
     stack.shutdown().await;
     got
 }
@@ -393,7 +406,6 @@ fn rfc3339(seconds: i64) -> Value {
 }
 
 #[tokio::test]
-#[ignore = "bug: an ended session ignores every later webhook, so events delivered after room_finished (and a host join delivered after a later one) change the final figures and participants"]
 async fn duplicated_and_reordered_webhooks_leave_the_same_state_as_the_ordered_stream() {
     compare(true, &ALL_FIELDS, |cast, base| {
         let mut participants: Vec<(Uuid, &str)> = vec![(cast.host, "host")];
@@ -443,7 +455,6 @@ async fn without_room_finished_presence_and_counts_do_not_depend_on_the_order() 
 /// The host's second connection is reported before its first one: the session started when
 /// the host first joined, whatever order LiveKit's webhooks came in.
 #[tokio::test]
-#[ignore = "bug: started_at is set by whichever host join makes created → live first; a host join with an earlier createdAt that arrives later (or after that connection's own leave) never moves it back"]
 async fn started_at_is_the_hosts_first_join_whatever_the_order() {
     let cast = Cast::new();
     let steps = script(&cast, false);
@@ -464,7 +475,6 @@ async fn started_at_is_the_hosts_first_join_whatever_the_order() {
 /// join and a leave with the same `createdAt`. The session saw the viewer (peak 1); the peak
 /// is a high-water mark and must not fall back to 0 when the leave arrives, nor at the end.
 #[tokio::test]
-#[ignore = "bug: peak_audience() sorts a leave before a join of the same second even for the same connection, so a sub-second stay counts -1 then +1 (peak 0), and the recomputation on a late event or at the end lowers peak_viewers from 1 to 0"]
 async fn a_viewer_who_stays_under_a_second_still_counts_in_the_peak() {
     let cast = Cast::new();
     let (stack, id) = prepared(&cast).await;
