@@ -42,33 +42,99 @@ pub struct SessionFactsRow {
     pub participant_role: Option<String>,
 }
 
-const SESSION_FACTS: &str = "
-SELECT p.username,
-       COALESCE(p.banned_until > now(), false) AS globally_banned,
-       s.status, s.creator_id, s.session_type, s.access_type, s.price_coins, s.room_name,
-       EXISTS (SELECT 1 FROM live_session_bans b WHERE b.session_id = s.id AND b.user_id = p.id) AS session_banned,
-       EXISTS (SELECT 1 FROM creator_bans c WHERE c.creator_id = s.creator_id AND c.user_id = p.id) AS creator_banned,
-       EXISTS (SELECT 1 FROM creator_subscriptions cs
-               WHERE cs.subscriber_id = p.id AND cs.creator_id = s.creator_id
-                 AND cs.status = 'active' AND (cs.expires_at IS NULL OR cs.expires_at > now())) AS subscribed,
-       EXISTS (SELECT 1 FROM live_payments lp WHERE lp.session_id = s.id AND lp.viewer_id = p.id) AS paid,
-       (SELECT lpa.role FROM live_participants lpa WHERE lpa.session_id = s.id AND lpa.user_id = p.id) AS participant_role
-FROM profiles p
-LEFT JOIN live_sessions s ON s.id = $2
-WHERE p.id = $1";
-
 /// The facts for `user` joining `session`; `None` when the user has no profile.
+///
+/// One statement, one round trip, written with diesel's query builder so that its prepared
+/// statement is cached per connection (a raw `sql_query` is parsed and planned anew each
+/// time, which costs the join storm more than the query itself).
 pub async fn session_facts(
     conn: &mut AsyncPgConnection,
     user: Uuid,
     session: Uuid,
 ) -> DbResult<Option<SessionFactsRow>> {
-    Ok(diesel::sql_query(SESSION_FACTS)
-        .bind::<SqlUuid, _>(user)
-        .bind::<SqlUuid, _>(session)
-        .get_result(conn)
+    use crate::schema::{
+        creator_bans as cb, creator_subscriptions as cs, live_participants as lpa,
+        live_payments as pay, live_session_bans as lsb, live_sessions as ls, profiles as p,
+    };
+    use diesel::dsl::exists;
+    let clock = Utc::now();
+    let creator_of = diesel::alias!(crate::schema::live_sessions as creator_of);
+    let creator = creator_of
+        .filter(creator_of.field(ls::id).eq(session))
+        .select(creator_of.field(ls::creator_id))
+        .single_value();
+    let row = p::table
+        .left_join(ls::table.on(ls::id.eq(session)))
+        .filter(p::id.eq(user))
+        .select((
+            p::username,
+            p::banned_until.gt(clock),
+            ls::status.nullable(),
+            ls::creator_id.nullable(),
+            ls::session_type.nullable(),
+            ls::access_type.nullable(),
+            ls::price_coins.nullable(),
+            ls::room_name.nullable(),
+            exists(
+                lsb::table
+                    .filter(lsb::session_id.eq(session))
+                    .filter(lsb::user_id.eq(user)),
+            ),
+            exists(
+                cb::table
+                    .filter(cb::creator_id.nullable().eq(creator))
+                    .filter(cb::user_id.eq(user)),
+            ),
+            exists(
+                cs::table
+                    .filter(cs::subscriber_id.eq(user))
+                    .filter(cs::creator_id.nullable().eq(creator))
+                    .filter(cs::status.eq("active"))
+                    .filter(cs::expires_at.is_null().or(cs::expires_at.gt(clock))),
+            ),
+            exists(
+                pay::table
+                    .filter(pay::session_id.eq(session))
+                    .filter(pay::viewer_id.eq(user)),
+            ),
+            lpa::table
+                .filter(lpa::session_id.eq(session))
+                .filter(lpa::user_id.eq(user))
+                .select(lpa::role)
+                .single_value(),
+        ))
+        .first::<(
+            String,
+            Option<bool>,
+            Option<String>,
+            Option<Uuid>,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+            Option<String>,
+            bool,
+            bool,
+            bool,
+            bool,
+            Option<String>,
+        )>(conn)
         .await
-        .optional()?)
+        .optional()?;
+    Ok(row.map(|r| SessionFactsRow {
+        username: r.0,
+        globally_banned: r.1.unwrap_or(false),
+        status: r.2,
+        creator_id: r.3,
+        session_type: r.4,
+        access_type: r.5,
+        price_coins: r.6,
+        room_name: r.7,
+        session_banned: r.8,
+        creator_banned: r.9,
+        subscribed: r.10,
+        paid: r.11,
+        participant_role: r.12,
+    }))
 }
 
 /// Everything a call token needs.
