@@ -96,14 +96,14 @@ flood_out="$results/$stamp-webhook-flood.json"
 echo "== join storm: $VIEWERS viewers, $CONNECTIONS connections"
 storm=$("$bin/loadgen" join-storm --url "http://127.0.0.1:$TOKEN_PORT" \
   --database-url "$DATABASE_URL" --viewers "$VIEWERS" --connections "$CONNECTIONS" \
-  --cpu-watch "token-issuer=$token_pid" --cpu-watch postgres --cpu-watch nats-server \
+  --cpu-watch "token-issuer=$token_pid" --cpu-watch postgres --cpu-watch "postgres:$DB" --cpu-watch nats-server \
   --out "$storm_out")
 echo "$storm"
 
 echo "== webhook flood: $EVENTS events, $CONNECTIONS connections"
 flood=$("$bin/loadgen" webhook-flood --url "http://127.0.0.1:$WEBHOOK_PORT" \
   --events "$EVENTS" --connections "$CONNECTIONS" \
-  --cpu-watch "webhook-ingest=$webhook_pid" --cpu-watch postgres --cpu-watch nats-server \
+  --cpu-watch "webhook-ingest=$webhook_pid" --cpu-watch postgres --cpu-watch "postgres:$DB" --cpu-watch nats-server \
   --out "$flood_out")
 echo "$flood"
 

@@ -22,9 +22,13 @@ pub struct Watch {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Selector {
-    /// Every process whose command name (`/proc/<pid>/comm`) is this, e.g. all `postgres`
-    /// backends.
-    Command(String),
+    /// Every process whose command name (`/proc/<pid>/comm`) is `name`, e.g. all `postgres`
+    /// processes; with `args_contain`, only those whose command line holds that text (the
+    /// PostgreSQL backends of one database: their title names it).
+    Command {
+        name: String,
+        args_contain: Option<String>,
+    },
     /// One process.
     Pid(u32),
     /// The load generator.
@@ -34,24 +38,35 @@ enum Selector {
 impl std::str::FromStr for Watch {
     type Err = String;
 
-    /// `NAME` (every process with that command name) or `LABEL=PID`.
+    /// `NAME` (every process with that command name), `NAME:TEXT` (those of them whose
+    /// command line contains TEXT) or `LABEL=PID`.
     fn from_str(spec: &str) -> Result<Self, String> {
         let spec = spec.trim();
-        match spec.split_once('=') {
-            Some((label, pid)) if !label.is_empty() => Ok(Watch {
+        let invalid = || format!("`{spec}`: expected NAME, NAME:TEXT or LABEL=PID");
+        if let Some((label, pid)) = spec.split_once('=') {
+            let pid = pid.trim().parse().map_err(|_| invalid())?;
+            if label.is_empty() {
+                return Err(invalid());
+            }
+            return Ok(Watch {
                 label: label.to_owned(),
-                selector: Selector::Pid(
-                    pid.trim()
-                        .parse()
-                        .map_err(|_| format!("`{pid}` is not a process id"))?,
-                ),
-            }),
-            None if !spec.is_empty() => Ok(Watch {
-                label: spec.to_owned(),
-                selector: Selector::Command(spec.to_owned()),
-            }),
-            _ => Err(format!("`{spec}`: expected a command name or LABEL=PID")),
+                selector: Selector::Pid(pid),
+            });
         }
+        let (name, args_contain) = match spec.split_once(':') {
+            Some((name, text)) => (name, Some(text.to_owned()).filter(|t| !t.is_empty())),
+            None => (spec, None),
+        };
+        if name.is_empty() || (spec.contains(':') && args_contain.is_none()) {
+            return Err(invalid());
+        }
+        Ok(Watch {
+            label: spec.to_owned(),
+            selector: Selector::Command {
+                name: name.to_owned(),
+                args_contain,
+            },
+        })
     }
 }
 
@@ -71,6 +86,14 @@ pub struct Snapshot {
 pub struct CpuUsage {
     /// Share of all cores that was busy (any process), in percent.
     pub machine_busy_pct: Option<f64>,
+    /// How busy the machine was in the second before the run started (nothing of ours
+    /// running): above a few percent, something else competed for the cores.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub machine_busy_before_pct: Option<f64>,
+    /// CPU used during the run by everything not watched (other work on the machine, the
+    /// kernel's own threads), in percent of one core: well above a few percent, the run
+    /// shared the machine and its figures are low.
+    pub others_pct_of_core: f64,
     /// Per label: CPU seconds and percent of one core (as `top` shows; 200 = two cores).
     pub processes: BTreeMap<String, ProcessCpu>,
 }
@@ -80,6 +103,10 @@ pub struct CpuUsage {
 pub struct ProcessCpu {
     pub cpu_secs: f64,
     pub pct_of_core: f64,
+    /// CPU milliseconds per request of the run: what a request costs this process, which
+    /// moves far less than throughput when something else shares the machine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_ms_per_request: Option<f64>,
 }
 
 /// Reads every counter for `watches`, plus the load generator itself (`loadgen`).
@@ -90,22 +117,27 @@ pub fn snapshot(watches: &[Watch]) -> Snapshot {
     };
     let all_stats = watches
         .iter()
-        .any(|w| matches!(w.selector, Selector::Command(_)))
+        .any(|w| matches!(w.selector, Selector::Command { .. }))
         .then(all_process_stats);
     let processes = std::iter::once(&myself)
         .chain(watches)
         .map(|w| {
             let ticks = match &w.selector {
                 Selector::Myself => read_stat("self")
-                    .map(|(_, _, t)| HashMap::from([(0, t)]))
+                    .map(|(pid, _, t)| HashMap::from([(pid, t)]))
                     .unwrap_or_default(),
                 Selector::Pid(pid) => read_stat(&pid.to_string())
                     .map(|(_, _, t)| HashMap::from([(*pid, t)]))
                     .unwrap_or_default(),
-                Selector::Command(name) => all_stats
+                Selector::Command { name, args_contain } => all_stats
                     .iter()
                     .flatten()
-                    .filter(|(_, comm, _)| comm == name)
+                    .filter(|(pid, comm, _)| {
+                        comm == name
+                            && args_contain
+                                .as_deref()
+                                .is_none_or(|text| command_line(*pid).contains(text))
+                    })
                     .map(|(pid, _, t)| (*pid, *t))
                     .collect(),
             };
@@ -121,41 +153,67 @@ pub fn snapshot(watches: &[Watch]) -> Snapshot {
     }
 }
 
+/// How busy the whole machine is over the next `period`, in percent.
+pub async fn machine_busy(period: std::time::Duration) -> Option<f64> {
+    let before = snapshot(&[]);
+    tokio::time::sleep(period).await;
+    usage(&before, &snapshot(&[]))?.machine_busy_pct
+}
+
 /// The CPU used between two snapshots of the same watches. A process that started in
 /// between counts whole; one that ended in between is lost (short-lived processes are rare
 /// here: the services keep pooled connections).
 pub fn usage(before: &Snapshot, after: &Snapshot) -> Option<CpuUsage> {
     let wall = after.at.duration_since(before.at).as_secs_f64();
-    if wall <= 0.0 || after.machine.is_none() {
+    let ((busy0, total0), (busy1, total1)) = (before.machine?, after.machine?);
+    if wall <= 0.0 || total1 <= total0 {
         return None;
     }
-    let machine_busy_pct = match (before.machine, after.machine) {
-        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => {
-            Some(round1((b1 - b0) as f64 * 100.0 / (t1 - t0) as f64))
-        }
-        _ => None,
+    let delta = |now: &HashMap<u32, u64>, then: &HashMap<u32, u64>| -> HashMap<u32, u64> {
+        now.iter()
+            .map(|(pid, t)| (*pid, t.saturating_sub(then.get(pid).copied().unwrap_or(0))))
+            .collect()
     };
-    let processes = after
-        .processes
-        .iter()
-        .zip(&before.processes)
-        .map(|((label, now), (_, then))| {
-            let ticks: u64 = now
-                .iter()
-                .map(|(pid, t)| t.saturating_sub(then.get(pid).copied().unwrap_or(0)))
-                .sum();
-            let secs = ticks as f64 / TICKS_PER_SEC;
-            let cpu = ProcessCpu {
+    let pct_of_core = |ticks: u64| round1(ticks as f64 / TICKS_PER_SEC * 100.0 / wall);
+    // Watches may overlap (`postgres` and `postgres:ipelya_bench`): each process counts once
+    // towards what the watched processes used together.
+    let mut watched: HashMap<u32, u64> = HashMap::new();
+    let mut processes = BTreeMap::new();
+    for ((label, now), (_, then)) in after.processes.iter().zip(&before.processes) {
+        let used = delta(now, then);
+        let ticks: u64 = used.values().sum();
+        watched.extend(used);
+        let secs = ticks as f64 / TICKS_PER_SEC;
+        processes.insert(
+            label.clone(),
+            ProcessCpu {
                 cpu_secs: (secs * 100.0).round() / 100.0,
-                pct_of_core: round1(secs * 100.0 / wall),
-            };
-            (label.clone(), cpu)
-        })
-        .collect();
+                pct_of_core: pct_of_core(ticks),
+                cpu_ms_per_request: None,
+            },
+        );
+    }
+    let busy_ticks = busy1.saturating_sub(busy0);
+    let watched_ticks: u64 = watched.values().sum();
     Some(CpuUsage {
-        machine_busy_pct,
+        machine_busy_pct: Some(round1(busy_ticks as f64 * 100.0 / (total1 - total0) as f64)),
+        machine_busy_before_pct: None,
+        others_pct_of_core: pct_of_core(busy_ticks.saturating_sub(watched_ticks)),
         processes,
     })
+}
+
+impl CpuUsage {
+    /// Fills in each process's CPU cost per request.
+    pub fn per_request(mut self, requests: u64) -> Self {
+        if requests > 0 {
+            for p in self.processes.values_mut() {
+                let ms = p.cpu_secs * 1000.0 / requests as f64;
+                p.cpu_ms_per_request = Some((ms * 1000.0).round() / 1000.0);
+            }
+        }
+        self
+    }
 }
 
 fn round1(x: f64) -> f64 {
@@ -173,6 +231,13 @@ fn all_process_stats() -> Vec<(u32, String, u64)> {
         read_stat(&pid.to_string())
     })
     .collect()
+}
+
+/// The command line (arguments joined by spaces; a PostgreSQL backend's title) or "".
+fn command_line(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
+        .unwrap_or_default()
 }
 
 fn read_stat(pid: &str) -> Option<(u32, String, u64)> {
@@ -216,9 +281,24 @@ mod tests {
             "postgres".parse::<Watch>().unwrap(),
             Watch {
                 label: "postgres".into(),
-                selector: Selector::Command("postgres".into())
+                selector: Selector::Command {
+                    name: "postgres".into(),
+                    args_contain: None
+                }
             }
         );
+        assert_eq!(
+            "postgres:ipelya_bench".parse::<Watch>().unwrap(),
+            Watch {
+                label: "postgres:ipelya_bench".into(),
+                selector: Selector::Command {
+                    name: "postgres".into(),
+                    args_contain: Some("ipelya_bench".into())
+                }
+            }
+        );
+        assert!("postgres:".parse::<Watch>().is_err());
+        assert!(":x".parse::<Watch>().is_err());
         assert_eq!(
             "token-issuer=4242".parse::<Watch>().unwrap(),
             Watch {
@@ -254,19 +334,30 @@ mod tests {
         let before = Snapshot {
             at,
             machine: Some((100, 1000)),
-            processes: vec![("postgres".into(), HashMap::from([(1, 50), (2, 10)]))],
+            processes: vec![
+                ("postgres".into(), HashMap::from([(1, 50), (2, 10)])),
+                ("postgres:db".into(), HashMap::from([(1, 50)])),
+            ],
         };
         let after = Snapshot {
             at: at + std::time::Duration::from_secs(2),
             machine: Some((400, 1400)),
             // pid 2 ended, pid 3 started
-            processes: vec![("postgres".into(), HashMap::from([(1, 150), (3, 30)]))],
+            processes: vec![
+                ("postgres".into(), HashMap::from([(1, 150), (3, 30)])),
+                ("postgres:db".into(), HashMap::from([(1, 150)])),
+            ],
         };
         let u = usage(&before, &after).unwrap();
         assert_eq!(u.machine_busy_pct, Some(75.0));
+        // 300 busy ticks in 2 s, 130 of them watched (pid 1 counted once): 170 = 85 %.
+        assert_eq!(u.others_pct_of_core, 85.0);
+        assert_eq!(u.processes["postgres:db"].cpu_secs, 1.0);
         let pg = u.processes["postgres"];
         assert_eq!(pg.cpu_secs, 1.3);
         assert_eq!(pg.pct_of_core, 65.0);
+        let pg = u.per_request(1000).processes["postgres"];
+        assert_eq!(pg.cpu_ms_per_request, Some(1.3));
     }
 
     #[test]

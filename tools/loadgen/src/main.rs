@@ -69,8 +69,10 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: u16,
     /// Also measure the CPU time of these processes during the measured phase: a command
-    /// name (every process of that name, e.g. `postgres`) or `LABEL=PID`. Repeatable.
-    #[arg(long = "cpu-watch", value_name = "NAME|LABEL=PID")]
+    /// name (every process of that name, e.g. `postgres`), `NAME:TEXT` (those whose command
+    /// line contains TEXT, e.g. `postgres:ipelya_bench`, the backends of one database) or
+    /// `LABEL=PID`. Repeatable.
+    #[arg(long = "cpu-watch", value_name = "NAME|NAME:TEXT|LABEL=PID")]
     pub cpu_watch: Vec<cpu::Watch>,
     /// Where to write the JSON report; without it the report goes to stdout and the summary
     /// to stderr.
@@ -149,11 +151,22 @@ async fn run(scenario: Scenario) -> anyhow::Result<()> {
         "{name}: measuring {} requests over {connections} connections",
         phases.measured.len()
     );
+    // The services are idle now: whatever keeps the machine busy would compete with them.
+    let busy_before = cpu::machine_busy(Duration::from_secs(1)).await;
+    if let Some(busy) = busy_before.filter(|b| *b > 10.0) {
+        eprintln!(
+            "{name}: warning: the machine is already {busy:.0}% busy before the run; \
+             the figures will be lower than this machine can do"
+        );
+    }
     let started_at = chrono::Utc::now();
     let limit = args.duration_secs.map(Duration::from_secs);
     let cpu_before = cpu::snapshot(&args.cpu_watch);
     let outcome = engine::run(&client, &target, phases.measured, connections, limit).await;
-    let cpu = cpu::usage(&cpu_before, &cpu::snapshot(&args.cpu_watch));
+    let cpu = cpu::usage(&cpu_before, &cpu::snapshot(&args.cpu_watch)).map(|mut cpu| {
+        cpu.machine_busy_before_pct = busy_before;
+        cpu
+    });
     let report = Report::new(name, started_at, phases.params, &outcome, cpu);
     match &args.out {
         Some(path) => {

@@ -123,7 +123,7 @@ impl Report {
                 0.0
             },
             latency_ms: LatencyMs::from_micros(&outcome.latency_us),
-            cpu,
+            cpu: cpu.map(|c| c.per_request(outcome.requests)),
         }
     }
 
@@ -160,7 +160,14 @@ impl Report {
                 .collect();
             line.push_str(&format!("; cpu {}", each.join(", ")));
             if let Some(busy) = cpu.machine_busy_pct {
-                line.push_str(&format!(", machine {busy:.0}% busy"));
+                line.push_str(&format!(
+                    "; machine {busy:.0}% busy ({} cores)",
+                    self.machine.cores
+                ));
+            }
+            line.push_str(&format!(", others {:.0}%", cpu.others_pct_of_core));
+            if let Some(before) = cpu.machine_busy_before_pct {
+                line.push_str(&format!(", {before:.0}% busy before the run"));
             }
         }
         line
