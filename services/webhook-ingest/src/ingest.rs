@@ -4,15 +4,13 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web as aw};
 use bus::{Event, Family, proto};
 use chrono::{DateTime, Utc};
-use db::models::NewWebhookEvent;
-use db::queries::webhooks::{self, ConnectionFact};
-use diesel_async::AsyncConnection;
 use livekit::WebhookEvent;
 use sha2::{Digest, Sha256};
 use web::ApiError;
 use web::error::success;
 
 use crate::State;
+use crate::batch::{Fact, Prepared};
 
 pub(crate) async fn receive(
     req: HttpRequest,
@@ -39,7 +37,11 @@ pub(crate) async fn receive(
     }
     let raw: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
     let name = subject_token(&event.event);
-    let stored = store(&state, &event, &raw, &body).await?;
+    let stored = state
+        .batcher
+        .submit(prepare(&event, raw, &body))
+        .await
+        .map_err(|e| ApiError::internal(format!("storing the webhook: {e}")))?;
     metrics::counter!(
         "webhook_events_total",
         "event" => name.clone(),
@@ -75,14 +77,8 @@ fn at(seconds: i64) -> DateTime<Utc> {
     }
 }
 
-/// Stores the event, its connection fact and its outbox row in one transaction; `false`
-/// when the event id was already stored.
-async fn store(
-    state: &State,
-    event: &WebhookEvent,
-    raw: &serde_json::Value,
-    body: &[u8],
-) -> Result<bool, ApiError> {
+/// Prepares the rows of a webhook; the batcher stores them with others in one transaction.
+fn prepare(event: &WebhookEvent, raw: serde_json::Value, body: &[u8]) -> Prepared {
     // LiveKit always sends an id; without one, the body's hash keeps retries idempotent.
     let id = if event.id.is_empty() {
         format!("body-{:x}", Sha256::digest(body))
@@ -93,7 +89,7 @@ async fn store(
     let room = event
         .room
         .as_ref()
-        .map(|r| r.name.as_str())
+        .map(|r| r.name.clone())
         .filter(|n| !n.is_empty());
     let participant = event.participant.as_ref().filter(|p| !p.sid.is_empty());
     let name = subject_token(&event.event);
@@ -101,7 +97,7 @@ async fn store(
         webhook_id: id.clone(),
         event: event.event.clone(),
         created_at: occurred_at.timestamp(),
-        room_name: room.unwrap_or_default().to_owned(),
+        room_name: room.clone().unwrap_or_default(),
         room_sid: event
             .room
             .as_ref()
@@ -125,57 +121,40 @@ async fn store(
             .unwrap_or_default(),
         raw_json: raw.to_string(),
     };
-    let outgoing = Event::new(Family::LiveKit, &name, room.unwrap_or("-"), &payload);
-    let mut conn = db::pool::conn(&state.pool).await?;
-    let stored = conn
-        .transaction::<bool, db::DbError, _>(async |c| {
-            let row = NewWebhookEvent {
-                id: &id,
-                event: &event.event,
-                room_name: room,
-                participant_sid: participant.map(|p| p.sid.as_str()),
-                identity: participant.map(|p| p.identity.as_str()),
-                occurred_at,
-                payload: raw.clone(),
-            };
-            if !webhooks::insert_event(c, &row).await? {
-                return Ok(false);
+    let outgoing = Event::new(
+        Family::LiveKit,
+        &name,
+        room.as_deref().unwrap_or("-"),
+        &payload,
+    );
+    let fact = match (event.event.as_str(), &room, participant) {
+        ("participant_joined", Some(room), Some(p)) => Fact::Joined {
+            sid: p.sid.clone(),
+            room: room.clone(),
+            identity: p.identity.clone(),
+        },
+        ("participant_left" | "participant_connection_aborted", Some(room), Some(p)) => {
+            Fact::Left {
+                sid: p.sid.clone(),
+                room: room.clone(),
+                identity: p.identity.clone(),
+                reason: Some(p.disconnect_reason.clone()).filter(|r| !r.is_empty()),
             }
-            match (event.event.as_str(), room, participant) {
-                ("participant_joined", Some(room), Some(p)) => {
-                    webhooks::record_connection(
-                        c,
-                        &p.sid,
-                        room,
-                        &p.identity,
-                        ConnectionFact::Joined { at: occurred_at },
-                    )
-                    .await?;
-                }
-                ("participant_left" | "participant_connection_aborted", Some(room), Some(p)) => {
-                    let reason = Some(p.disconnect_reason.as_str()).filter(|r| !r.is_empty());
-                    webhooks::record_connection(
-                        c,
-                        &p.sid,
-                        room,
-                        &p.identity,
-                        ConnectionFact::Left {
-                            at: occurred_at,
-                            reason,
-                        },
-                    )
-                    .await?;
-                }
-                ("room_finished", Some(room), _) => {
-                    webhooks::close_room(c, room, occurred_at, "ROOM_FINISHED").await?;
-                }
-                _ => {}
-            }
-            bus::outbox::enqueue(c, &state.subjects, &outgoing).await?;
-            Ok(true)
-        })
-        .await?;
-    Ok(stored)
+        }
+        ("room_finished", Some(room), _) => Fact::RoomFinished { room: room.clone() },
+        _ => Fact::None,
+    };
+    Prepared {
+        id,
+        event: event.event.clone(),
+        room,
+        participant_sid: participant.map(|p| p.sid.clone()),
+        identity: participant.map(|p| p.identity.clone()),
+        occurred_at,
+        payload: raw,
+        fact,
+        outgoing,
+    }
 }
 
 #[cfg(test)]

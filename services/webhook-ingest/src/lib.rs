@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod batch;
 mod ingest;
 
 use std::net::TcpListener;
@@ -27,10 +28,9 @@ impl Config {
 }
 
 pub(crate) struct State {
-    pub pool: db::Pool,
-    pub subjects: bus::Subjects,
     pub livekit: livekit::Credentials,
     pub max_body_bytes: usize,
+    pub batcher: batch::Batcher,
 }
 
 /// The running service.
@@ -52,10 +52,9 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let backbone = Backbone::start(&config.common).await?;
         let state = Arc::new(State {
-            pool: backbone.pool.clone(),
-            subjects: backbone.subjects.clone(),
             livekit: config.livekit.credentials(),
             max_body_bytes: config.common.max_body_bytes,
+            batcher: batch::Batcher::spawn(backbone.pool.clone(), backbone.subjects.clone()),
         });
         let data = aw::Data::from(state);
         let health = aw::Data::new(backbone.health());

@@ -345,3 +345,46 @@ async fn livekit_sim_webhooks_are_accepted() {
     );
     sim.stop().await;
 }
+
+#[tokio::test]
+async fn concurrent_retries_of_one_event_store_it_once() {
+    let app = spawn_app().await;
+    let body = joined("EV_same", "PA_same", "u", 1_771_351_907);
+    let answers = futures_util::future::join_all((0..20).map(|_| app.send(&body))).await;
+    let fresh = answers
+        .iter()
+        .filter(|(status, resp)| *status == 200 && resp["duplicate"] == json!(false))
+        .count();
+    assert!(answers.iter().all(|(status, _)| *status == 200));
+    assert_eq!(fresh, 1, "exactly one request stored it: {answers:?}");
+    assert_eq!(app.count("SELECT count(*) FROM webhook_events").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM outbox").await, 1);
+}
+
+#[tokio::test]
+async fn a_burst_is_stored_completely_in_batches() {
+    let app = spawn_app().await;
+    let bodies: Vec<Value> = (0..300)
+        .map(|i| {
+            joined(
+                &format!("EV_{i}"),
+                &format!("PA_{i}"),
+                &format!("user-{i}"),
+                1_771_351_907 + i,
+            )
+        })
+        .collect();
+    let answers = futures_util::future::join_all(bodies.iter().map(|b| app.send(b))).await;
+    assert!(
+        answers
+            .iter()
+            .all(|(status, resp)| *status == 200 && resp["duplicate"] == json!(false))
+    );
+    assert_eq!(app.count("SELECT count(*) FROM webhook_events").await, 300);
+    assert_eq!(
+        app.count("SELECT count(*) FROM livekit_participations")
+            .await,
+        300
+    );
+    assert_eq!(app.count("SELECT count(*) FROM outbox").await, 300);
+}
