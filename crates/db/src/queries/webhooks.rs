@@ -3,7 +3,6 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::DbResult;
@@ -35,8 +34,13 @@ pub enum ConnectionFact<'a> {
     },
 }
 
+/// Leave reasons we inferred ourselves; a real leave from LiveKit replaces them.
+pub const INFERRED_LEAVES: [&str; 2] = ["ROOM_FINISHED", RECONCILED];
+
 /// Records a join or a leave of one connection. Either may arrive first; each sets only its
-/// own column, once, so any order of delivery ends in the same row.
+/// own column, once (a real leave replaces an inferred one, its time being LiveKit's own),
+/// so any order of delivery ends in the same row. Written with diesel's builder so the
+/// statements are prepared once per connection; the update runs only when the row existed.
 pub async fn record_connection(
     conn: &mut AsyncPgConnection,
     sid: &str,
@@ -49,7 +53,7 @@ pub async fn record_connection(
         ConnectionFact::Joined { at } => (Some(at), None, None),
         ConnectionFact::Left { at, reason } => (None, Some(at), reason),
     };
-    diesel::insert_into(lp::table)
+    let inserted = diesel::insert_into(lp::table)
         .values((
             lp::participant_sid.eq(sid),
             lp::room_name.eq(room),
@@ -58,30 +62,36 @@ pub async fn record_connection(
             lp::left_at.eq(left_at),
             lp::left_reason.eq(left_reason),
         ))
-        .on_conflict(lp::participant_sid)
-        // Each event sets only its own column; a real leave replaces one we inferred (room
-        // finished, reconciliation), since its time is LiveKit's own.
-        .do_update()
-        .set((
-            lp::joined_at.eq(diesel::dsl::sql::<
-                diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
-            >(
-                "COALESCE(livekit_participations.joined_at, excluded.joined_at)",
-            )),
-            lp::left_at.eq(diesel::dsl::sql::<
-                diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
-            >(
-                "CASE WHEN excluded.left_at IS NOT NULL AND (livekit_participations.left_at IS NULL OR livekit_participations.left_reason IN ('ROOM_FINISHED', 'RECONCILED')) THEN excluded.left_at ELSE livekit_participations.left_at END",
-            )),
-            lp::left_reason.eq(diesel::dsl::sql::<
-                diesel::sql_types::Nullable<diesel::sql_types::Text>,
-            >(
-                "CASE WHEN excluded.left_at IS NOT NULL AND (livekit_participations.left_at IS NULL OR livekit_participations.left_reason IN ('ROOM_FINISHED', 'RECONCILED')) THEN excluded.left_reason ELSE livekit_participations.left_reason END",
-            )),
-            lp::identity.eq(excluded(lp::identity)),
-        ))
+        .on_conflict_do_nothing()
         .execute(conn)
         .await?;
+    if inserted == 1 {
+        return Ok(());
+    }
+    match fact {
+        ConnectionFact::Joined { at } => {
+            diesel::update(
+                lp::table
+                    .filter(lp::participant_sid.eq(sid))
+                    .filter(lp::joined_at.is_null()),
+            )
+            .set(lp::joined_at.eq(at))
+            .execute(conn)
+            .await?;
+        }
+        ConnectionFact::Left { at, reason } => {
+            diesel::update(
+                lp::table.filter(lp::participant_sid.eq(sid)).filter(
+                    lp::left_at
+                        .is_null()
+                        .or(lp::left_reason.eq_any(INFERRED_LEAVES).assume_not_null()),
+                ),
+            )
+            .set((lp::left_at.eq(at), lp::left_reason.eq(reason)))
+            .execute(conn)
+            .await?;
+        }
+    }
     Ok(())
 }
 
