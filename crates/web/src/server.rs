@@ -3,6 +3,25 @@
 
 use tokio::sync::watch;
 
+/// Binds a service's port on every interface (`HTTP_PORT`; 0 picks a free port).
+pub fn bind(port: u16) -> std::io::Result<std::net::TcpListener> {
+    std::net::TcpListener::bind(("0.0.0.0", port))
+}
+
+/// Serves until `stop` resolves, then stops accepting and lets in-flight requests finish.
+/// What the service stops after that (consumers, workers, the outbox) is up to it.
+pub async fn serve_until(
+    server: actix_web::dev::Server,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let handle = server.handle();
+    let running = tokio::spawn(server);
+    stop.await;
+    tracing::info!("shutting down: no new requests, finishing in-flight ones");
+    handle.stop(true).await;
+    let _ = running.await;
+}
+
 /// A shutdown switch: `trigger()` flips it; tasks hold receivers.
 #[derive(Clone)]
 pub struct Shutdown {

@@ -66,7 +66,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(("0.0.0.0", config.common.http_port))?;
+        let listener = web::server::bind(config.common.http_port)?;
         Self::build_with_listener(config, listener).await
     }
 
@@ -175,12 +175,7 @@ impl Application {
         mut self,
         stop: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<()> {
-        let handle = self.server.handle();
-        let server = tokio::spawn(self.server);
-        stop.await;
-        tracing::info!("shutting down");
-        handle.stop(true).await;
-        let _ = server.await;
+        web::server::serve_until(self.server, stop).await;
         self.backbone.shutdown.trigger();
         for task in self.tasks.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(10), task).await;

@@ -67,7 +67,7 @@ pub struct Application {
 impl Application {
     /// Migrates the database, connects, binds (`HTTP_PORT`; 0 picks a free port).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(("0.0.0.0", config.common.http_port))?;
+        let listener = web::server::bind(config.common.http_port)?;
         Self::build_with_listener(config, listener).await
     }
 
@@ -130,7 +130,6 @@ impl Application {
         self,
         stop: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<()> {
-        let handle = self.server.handle();
         let state = self.state.clone();
         let upkeep = tokio::spawn(async move {
             loop {
@@ -139,12 +138,8 @@ impl Application {
                 state.per_ip.shrink();
             }
         });
-        let server = tokio::spawn(self.server);
-        stop.await;
-        tracing::info!("shutting down: no new requests, finishing in-flight ones");
-        handle.stop(true).await;
+        web::server::serve_until(self.server, stop).await;
         upkeep.abort();
-        let _ = server.await;
         Ok(())
     }
 }

@@ -42,7 +42,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(("0.0.0.0", config.common.http_port))?;
+        let listener = web::server::bind(config.common.http_port)?;
         Self::build_with_listener(config, listener).await
     }
 
@@ -88,14 +88,7 @@ impl Application {
         mut self,
         stop: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<()> {
-        let handle = self.server.handle();
-        let server = tokio::spawn(self.server);
-        stop.await;
-        tracing::info!(
-            "shutting down: no new requests, finishing in-flight ones, flushing the outbox"
-        );
-        handle.stop(true).await;
-        let _ = server.await;
+        web::server::serve_until(self.server, stop).await;
         self.backbone.stop().await;
         Ok(())
     }
