@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream;
+use async_nats::jetstream::context::PublishErrorKind;
 use chrono::Utc;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
@@ -15,6 +16,10 @@ use tokio::task::JoinHandle;
 use db::Pool;
 use db::models::OutboxRow;
 use db::schema::outbox;
+
+/// `attempts` of a row that can never be published (too large for NATS): it stays in the
+/// outbox for operators and is no longer claimed.
+pub const PARKED: i32 = 1_000;
 
 /// How the relay runs.
 #[derive(Debug, Clone)]
@@ -52,6 +57,7 @@ pub async fn relay_batch(
     conn.transaction::<usize, anyhow::Error, _>(async |c| {
         let rows: Vec<OutboxRow> = outbox::table
             .filter(outbox::published_at.is_null())
+            .filter(outbox::attempts.lt(PARKED))
             .order(outbox::id.asc())
             .limit(batch)
             .for_update()
@@ -63,6 +69,7 @@ pub async fn relay_batch(
             return Ok(0);
         }
         let mut acks = Vec::with_capacity(rows.len());
+        let mut parked = Vec::new();
         for row in &rows {
             let mut headers = HeaderMap::new();
             headers.insert("Nats-Msg-Id", row.id.to_string().as_str());
@@ -73,32 +80,49 @@ pub async fn relay_batch(
                     headers.insert(k.as_str(), v.as_str());
                 }
             }
-            let ack = js
+            match js
                 .publish_with_headers(row.subject.clone(), headers, row.payload.clone().into())
                 .await
-                .map_err(|e| anyhow::anyhow!("publishing {}: {e}", row.subject))?;
-            acks.push(ack);
+            {
+                Ok(ack) => acks.push((row.id, ack)),
+                // It will never fit: park it (kept, counted, skipped) instead of letting it
+                // hold back every event behind it.
+                Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                    tracing::error!(event.id = %row.id, subject = %row.subject, bytes = row.payload.len(), "event too large for NATS; parked in the outbox");
+                    metrics::counter!("outbox_parked_total").increment(1);
+                    parked.push(row.id);
+                }
+                Err(e) => return Err(anyhow::anyhow!("publishing {}: {e}", row.subject)),
+            }
         }
-        for ack in acks {
+        let mut ids = Vec::with_capacity(acks.len());
+        for (id, ack) in acks {
             ack.await
                 .map_err(|e| anyhow::anyhow!("no acknowledgement from JetStream: {e}"))?;
+            ids.push(id);
         }
-        let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
+        if !parked.is_empty() {
+            diesel::update(outbox::table.filter(outbox::id.eq_any(&parked)))
+                .set(outbox::attempts.eq(PARKED))
+                .execute(c)
+                .await?;
+        }
         diesel::update(outbox::table.filter(outbox::id.eq_any(&ids)))
             .set(outbox::published_at.eq(Utc::now()))
             .execute(c)
             .await?;
-        metrics::counter!("outbox_published_total").increment(rows.len() as u64);
+        metrics::counter!("outbox_published_total").increment(ids.len() as u64);
         Ok(rows.len())
     })
     .await
 }
 
-/// Rows not yet published (the backlog).
+/// Rows waiting to be published (the backlog; parked rows are not waiting).
 pub async fn backlog(pool: &Pool) -> anyhow::Result<i64> {
     let mut conn = db::pool::conn(pool).await?;
     Ok(outbox::table
         .filter(outbox::published_at.is_null())
+        .filter(outbox::attempts.lt(PARKED))
         .count()
         .get_result(&mut conn)
         .await?)

@@ -350,3 +350,36 @@ async fn the_trace_context_travels_in_the_headers() {
         Some("session.ended")
     );
 }
+
+/// An event too large for NATS will never be published: it is parked (kept, out of the
+/// backlog) and the events around it go out.
+#[tokio::test]
+async fn an_event_too_large_for_nats_is_parked_and_does_not_block_the_others() {
+    let env = Env::new().await;
+    let mut big = event("live");
+    big.payload = vec![7u8; 2 * 1024 * 1024]; // over NATS's default max_payload of 1 MiB
+    let mut events = vec![event("live"), big.clone(), event("ended")];
+    events.sort_by_key(|e| e.id);
+    env.enqueue(&events).await;
+
+    relay::flush(&env.db.pool, &env.js, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(env.stream_messages(Family::Session).await, 2);
+    assert_eq!(env.count(PUBLISHED).await, 2);
+    assert_eq!(
+        env.count(&format!(
+            "SELECT count(*) FROM outbox WHERE published_at IS NULL AND attempts = {} AND id = '{}'",
+            relay::PARKED,
+            big.id
+        ))
+        .await,
+        1
+    );
+    assert_eq!(relay::backlog(&env.db.pool).await.unwrap(), 0);
+    // Later relays leave it alone.
+    assert_eq!(
+        relay::relay_batch(&env.db.pool, &env.js, 10).await.unwrap(),
+        0
+    );
+}
