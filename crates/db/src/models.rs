@@ -189,3 +189,69 @@ pub struct NewDeadline {
     pub due_at: DateTime<Utc>,
     pub payload: serde_json::Value,
 }
+
+/// A private call (`calls`), owned by call-signaling.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = calls, check_for_backend(diesel::pg::Pg))]
+pub struct Call {
+    pub id: Uuid,
+    pub caller_id: Uuid,
+    pub callee_id: Uuid,
+    pub call_type: String,
+    pub status: String,
+    pub room_name: String,
+    pub ended_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub ringing_at: Option<DateTime<Utc>>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub live_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = calls)]
+pub struct NewCall<'a> {
+    pub id: Uuid,
+    pub caller_id: Uuid,
+    pub callee_id: Uuid,
+    pub call_type: &'a str,
+    pub status: &'a str,
+    pub room_name: &'a str,
+    pub ended_reason: Option<&'a str>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// A registered push token (`push_devices`), owned by the notifier. `platform` is `ios` |
+/// `android`, `kind` `voip` | `standard` (checked by the table).
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = push_devices, check_for_backend(diesel::pg::Pg))]
+pub struct PushDevice {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub platform: String,
+    pub kind: String,
+    pub token: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// One push attempt for the delivery log (`push_deliveries`).
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = push_deliveries)]
+pub struct NewPushDelivery {
+    pub id: Uuid,
+    pub device_id: Option<Uuid>,
+    pub user_id: Uuid,
+    /// `apns` | `fcm` | `log`.
+    pub provider: &'static str,
+    /// `voip` | `alert` | `data`.
+    pub push_kind: &'static str,
+    pub event_id: Option<Uuid>,
+    /// `delivered` | `failed` | `unregistered`.
+    pub status: &'static str,
+    pub http_status: Option<i32>,
+    pub error: Option<String>,
+    pub latency_ms: Option<i32>,
+}

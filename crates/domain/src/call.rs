@@ -147,6 +147,47 @@ pub fn next(status: CallStatus, event: CallEvent) -> Result<CallStatus, InvalidT
 }
 
 wire_enum! {
+    /// Why a call is over (`calls.ended_reason`): apps show a declined, a missed, a busy and
+    /// a cancelled call differently, and operators tell a hang-up from a network loss.
+    pub enum CallEndReason ("call end reason") {
+        /// The caller hung up after the answer (`POST .../end`).
+        CallerEnded => "caller_ended",
+        /// The callee hung up after the answer.
+        CalleeEnded => "callee_ended",
+        /// The caller left the room on purpose (LiveKit: `CLIENT_INITIATED`).
+        CallerLeft => "caller_left",
+        /// The callee left the room on purpose.
+        CalleeLeft => "callee_left",
+        /// Neither party is in the room any more.
+        BothLeft => "both_left",
+        /// LiveKit finished the room.
+        RoomFinished => "room_finished",
+        /// The call reached `CALL_MAX_SECONDS`.
+        MaxDuration => "max_duration",
+        /// The callee declined.
+        Rejected => "rejected",
+        /// Nobody answered within the ringing timeout.
+        NoAnswer => "no_answer",
+        /// The caller hung up before an answer.
+        Cancelled => "cancelled",
+        /// The callee was in another call.
+        CalleeBusy => "callee_busy",
+        /// The caller was in another call.
+        CallerBusy => "caller_busy",
+        /// The callee has no registered device.
+        NoDevice => "no_device",
+        /// Every push to the callee failed.
+        PushFailed => "push_failed",
+        /// No push result within `CALL_PUSH_TIMEOUT_SECONDS`.
+        PushTimeout => "push_timeout",
+        /// Accepted, but the parties were not both in the room in time.
+        JoinTimeout => "join_timeout",
+        /// A party dropped and did not come back within the grace.
+        Network => "network",
+    }
+}
+
+wire_enum! {
     /// The two sides of a call.
     pub enum CallParty ("call party") {
         /// Who started the call.

@@ -43,6 +43,24 @@ impl HealthCheck for DbCheck {
     }
 }
 
+/// LiveKit's RoomService answers (`ListRooms` of nothing).
+pub struct LiveKitCheck(pub Arc<dyn livekit::RoomService>);
+
+impl HealthCheck for LiveKitCheck {
+    fn name(&self) -> &'static str {
+        "livekit"
+    }
+    fn check(&self) -> futures_util::future::BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            self.0
+                .list_rooms(&[])
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
 /// The NATS connection is up.
 pub struct NatsCheck(pub async_nats::Client);
 

@@ -3,6 +3,7 @@
 pub mod backbone;
 pub mod client_ip;
 pub mod config;
+pub mod cursor;
 pub mod error;
 pub mod extract;
 pub mod health;

@@ -130,7 +130,7 @@ impl Application {
         let health = aw::Data::new(
             backbone
                 .health()
-                .with(LiveKitCheck(state.ctx.rooms.clone())),
+                .with(web::health::LiveKitCheck(state.ctx.rooms.clone())),
         );
         let max_body = config.common.max_body_bytes;
         let port = listener.local_addr()?.port();
@@ -182,23 +182,5 @@ impl Application {
         }
         self.backbone.stop().await;
         Ok(())
-    }
-}
-
-/// LiveKit's RoomService answers (`ListRooms` of nothing).
-struct LiveKitCheck(Arc<dyn livekit::RoomService>);
-
-impl web::health::HealthCheck for LiveKitCheck {
-    fn name(&self) -> &'static str {
-        "livekit"
-    }
-    fn check(&self) -> futures_util::future::BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move {
-            self.0
-                .list_rooms(&[])
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        })
     }
 }

@@ -2,7 +2,6 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web as aw};
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use db::models::{LiveSession, NewLiveSession};
 use db::queries::{config, profiles, sessions};
@@ -209,40 +208,14 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
-fn encode_cursor(s: &LiveSession) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
-        "{}|{}",
-        s.created_at.timestamp_micros(),
-        s.id
-    ))
-}
-
-fn decode_cursor(c: &str) -> Option<(DateTime<Utc>, Uuid)> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(c)
-        .ok()?;
-    let text = String::from_utf8(raw).ok()?;
-    let (micros, id) = text.split_once('|')?;
-    Some((
-        DateTime::from_timestamp_micros(micros.parse().ok()?)?,
-        id.parse().ok()?,
-    ))
-}
-
 pub async fn list(
     user: AuthUser,
     state: aw::Data<State>,
     query: aw::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
-    let limit = q.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::validation("limit must be between 1 and 100"));
-    }
-    let after = match &q.cursor {
-        Some(c) => Some(decode_cursor(c).ok_or_else(|| ApiError::validation("invalid cursor"))?),
-        None => None,
-    };
+    let limit = web::cursor::limit(q.limit)?;
+    let after = q.cursor.as_deref().map(web::cursor::decode).transpose()?;
     let mut conn = db::pool::conn(&state.ctx.pool).await?;
     require_profile(&mut conn, user.0).await?;
     let status = q.status.unwrap_or(SessionStatus::Live);
@@ -257,7 +230,7 @@ pub async fn list(
     let more = rows.len() as i64 > limit;
     let page: Vec<&LiveSession> = rows.iter().take(limit as usize).collect();
     let next = if more {
-        page.last().map(|s| encode_cursor(s))
+        page.last().map(|s| web::cursor::encode(s.created_at, s.id))
     } else {
         None
     };

@@ -2,6 +2,7 @@
 //! decides the transaction.
 
 pub mod access;
+pub mod calls;
 pub mod config;
 pub mod profiles;
 pub mod sessions;
