@@ -6,4 +6,5 @@ pub mod calls;
 pub mod config;
 pub mod profiles;
 pub mod sessions;
+pub mod stream;
 pub mod webhooks;
