@@ -1,1 +1,125 @@
-//! (rooms)
+//! Call rooms follow LiveKit (through livekit-sim → webhook-ingest → NATS): both parties in
+//! → live; leaving on purpose ends; a drop fails after the grace unless the party is back.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::stack;
+
+#[tokio::test]
+async fn both_parties_in_the_room_make_it_live_and_leaving_ends_it() {
+    let s = stack().await;
+    let a = s.user("alice").await;
+    let b = s.user("bob").await;
+    let id = s.ringing_call(a, b).await;
+    // The caller may be in the room first, while it rings; the callee may not.
+    s.join(a, id).await;
+    let (status, body) = s.call_token(b, id).await;
+    crate::assert_error(status, &body, 409, "INVALID_TRANSITION");
+    s.act(b, id, "accept").await;
+    s.join(b, id).await;
+    let call = s.wait_status(a, id, "live").await;
+    assert!(call["liveAt"].is_string());
+    let room = call["roomName"].as_str().unwrap().to_owned();
+    s.sim("leave", &room, b).await;
+    let call = s.wait_status(a, id, "ended").await;
+    assert_eq!(call["endedReason"], json!("callee_left"));
+    testkit::eventually(
+        Duration::from_secs(10),
+        "the room to be deleted",
+        || async { (!s.sim_rooms().await.contains(&room)).then_some(()) },
+    )
+    .await;
+    assert_eq!(s.events(id, "live").await, 1);
+    assert_eq!(s.events(id, "ended").await, 1);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_dropped_party_fails_the_call_after_the_grace() {
+    let s = stack().await;
+    let a = s.user("alice").await;
+    let b = s.user("bob").await;
+    let id = s.accepted_call(a, b).await;
+    s.join(a, id).await;
+    s.join(b, id).await;
+    let call = s.wait_status(a, id, "live").await;
+    let room = call["roomName"].as_str().unwrap().to_owned();
+    s.sim("drop", &room, a).await;
+    let call = s.wait_status(b, id, "failed").await;
+    assert_eq!(call["endedReason"], json!("network"));
+    assert_eq!(s.events(id, "failed").await, 1);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_dropped_party_back_within_the_grace_keeps_the_call() {
+    let mut o = crate::Options::default();
+    o.timings.party_grace = Duration::from_secs(4);
+    let s = crate::stack_with(o).await;
+    let a = s.user("alice").await;
+    let b = s.user("bob").await;
+    let id = s.accepted_call(a, b).await;
+    s.join(a, id).await;
+    s.join(b, id).await;
+    let call = s.wait_status(a, id, "live").await;
+    let room = call["roomName"].as_str().unwrap().to_owned();
+    s.sim("drop", &room, a).await;
+    testkit::eventually(Duration::from_secs(10), "the grace to start", || async {
+        let n = s
+            .count(
+                "SELECT count(*) FROM deadlines WHERE kind = 'call.party_grace' AND subject_id = $1",
+                &[&id],
+            )
+            .await;
+        (n == 1).then_some(())
+    })
+    .await;
+    s.join(a, id).await;
+    testkit::eventually(Duration::from_secs(10), "the grace to be cancelled", || async {
+        let n = s
+            .count(
+                "SELECT count(*) FROM deadlines WHERE kind = 'call.party_grace' AND subject_id = $1 AND cancelled_at IS NOT NULL",
+                &[&id],
+            )
+            .await;
+        (n == 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        s.call(a, id).await["status"],
+        json!("live"),
+        "still live after the grace"
+    );
+    // Both hang up at once: one of them ends it, the other is refused.
+    let (x, y) = tokio::join!(s.act(a, id, "end"), s.act(b, id, "end"));
+    let mut statuses = [x.0.as_u16(), y.0.as_u16()];
+    statuses.sort();
+    assert_eq!(statuses, [200, 409], "{x:?} {y:?}");
+    assert_eq!(s.events(id, "ended").await, 1);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn both_parties_gone_ends_the_call() {
+    let s = stack().await;
+    let a = s.user("alice").await;
+    let b = s.user("bob").await;
+    let id = s.accepted_call(a, b).await;
+    s.join(a, id).await;
+    s.join(b, id).await;
+    let call = s.wait_status(a, id, "live").await;
+    let room = call["roomName"].as_str().unwrap().to_owned();
+    s.sim("drop", &room, a).await;
+    s.sim("drop", &room, b).await;
+    let call = testkit::eventually(Duration::from_secs(20), "the call to be over", || async {
+        let c = s.call(a, id).await;
+        (c["status"] != json!("live")).then_some(c)
+    })
+    .await;
+    assert_eq!(call["status"], json!("ended"), "{call}");
+    assert_eq!(call["endedReason"], json!("both_left"));
+    s.shutdown().await;
+}
