@@ -6,6 +6,7 @@
 mod concurrency;
 mod crash;
 mod e2e;
+mod events;
 mod rooms;
 mod routes;
 mod timers;
