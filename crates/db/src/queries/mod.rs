@@ -5,6 +5,7 @@ pub mod access;
 pub mod calls;
 pub mod config;
 pub mod profiles;
+pub mod push;
 pub mod sessions;
 pub mod stream;
 pub mod webhooks;

@@ -1,0 +1,7 @@
+//! notifier on real HTTP, its own database and NATS namespace, with local push provider
+//! stand-ins.
+
+mod devices;
+mod push;
+mod stream;
+mod support;
