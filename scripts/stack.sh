@@ -26,7 +26,7 @@ fi
 
 echo "building ($PROFILE)…"
 flag=""; [ "$PROFILE" = "release" ] && flag="--release"
-cargo build $flag -p livekit-sim -p webhook-ingest -p token-issuer -p session-manager
+cargo build $flag -p livekit-sim -p webhook-ingest -p token-issuer -p session-manager -p notifier
 BIN="target/$PROFILE"
 
 pids=()
@@ -54,6 +54,7 @@ LIVEKIT_WEBHOOK_URLS=http://127.0.0.1:8085/webhooks/livekit SIM_BIND_ADDRESS=127
 start webhook-ingest 8085
 start token-issuer 8081
 start session-manager 8082
+start notifier 8086   # log mode: no APNS_*/FCM_* set, pushes are only logged
 
 # Demo users: a creator and three viewers, with coins.
 CREATOR=00000000-0000-4000-8000-00000000c0de
