@@ -2,6 +2,7 @@
 
 pub mod lifecycle;
 pub mod push_results;
+pub mod reconcile;
 pub mod room_events;
 mod routes;
 pub mod timers;
@@ -43,6 +44,7 @@ impl Config {
                 join_timeout: secs("CALL_JOIN_TIMEOUT_SECONDS", d.join_timeout)?,
                 party_grace: secs("CALL_PARTY_GRACE_SECONDS", d.party_grace)?,
                 max_duration: secs("CALL_MAX_SECONDS", d.max_duration)?,
+                reconcile_every: secs("RECONCILE_INTERVAL_SECONDS", d.reconcile_every)?,
             },
         })
     }
@@ -81,7 +83,7 @@ impl Application {
             timings: config.timings.clone(),
             pool: backbone.pool.clone(),
         };
-        let tasks = vec![
+        let mut tasks = vec![
             bus::consumer::spawn_consumer(
                 backbone.js.clone(),
                 backbone.subjects.clone(),
@@ -109,6 +111,22 @@ impl Application {
                 backbone.shutdown.subscribe(),
             ),
         ];
+        {
+            let ctx = ctx.clone();
+            let mut shutdown = backbone.shutdown.subscribe();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let every = ctx.timings.reconcile_every;
+                    if let Err(e) = reconcile::ensure_scheduled(&ctx, every).await {
+                        tracing::warn!(error = %e, "could not schedule the call reconciliation");
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(every.min(Duration::from_secs(30))) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
+            }));
+        }
         let health = aw::Data::new(
             backbone
                 .health()

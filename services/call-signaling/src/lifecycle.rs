@@ -21,12 +21,15 @@ pub mod kinds {
     pub const JOIN_TIMEOUT: &str = "call.join_timeout";
     pub const PARTY_GRACE: &str = "call.party_grace";
     pub const MAX_DURATION: &str = "call.max_duration";
-    pub const ALL: [&str; 5] = [
+    /// The periodic reconciliation with LiveKit (one pending row for all calls).
+    pub const RECONCILE: &str = "call.reconcile";
+    pub const ALL: [&str; 6] = [
         PUSH_TIMEOUT,
         RING_TIMEOUT,
         JOIN_TIMEOUT,
         PARTY_GRACE,
         MAX_DURATION,
+        RECONCILE,
     ];
 }
 
@@ -43,6 +46,8 @@ pub struct Timings {
     pub party_grace: Duration,
     /// `CALL_MAX_SECONDS` (14400): a call is ended after this long.
     pub max_duration: Duration,
+    /// `RECONCILE_INTERVAL_SECONDS` (60): how often answered calls are compared with LiveKit.
+    pub reconcile_every: Duration,
 }
 
 impl Default for Timings {
@@ -53,6 +58,7 @@ impl Default for Timings {
             join_timeout: Duration::from_secs(30),
             party_grace: Duration::from_secs(15),
             max_duration: Duration::from_secs(14_400),
+            reconcile_every: Duration::from_secs(60),
         }
     }
 }

@@ -89,7 +89,7 @@ async fn transition(
 }
 
 /// Applies one LiveKit event to a locked call; returns the transition it caused, if any.
-async fn on_room_event(
+pub async fn on_room_event(
     c: &mut AsyncPgConnection,
     ctx: &Ctx,
     call: &mut Call,

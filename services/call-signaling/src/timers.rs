@@ -20,7 +20,13 @@ impl bus::deadlines::DeadlineHandler for Timers {
         c: &'a mut AsyncPgConnection,
         d: &'a DeadlineRow,
     ) -> BoxFuture<'a, anyhow::Result<String>> {
-        Box::pin(self.fire_call(c, d))
+        Box::pin(async move {
+            if d.kind == kinds::RECONCILE {
+                let repaired = crate::reconcile::reconcile_all(&self.ctx).await?;
+                return Ok(format!("reconciled:{repaired}"));
+            }
+            self.fire_call(c, d).await
+        })
     }
 }
 

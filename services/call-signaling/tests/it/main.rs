@@ -52,6 +52,7 @@ impl Default for Options {
                 join_timeout: Duration::from_secs(60),
                 party_grace: Duration::from_secs(2),
                 max_duration: Duration::from_secs(3600),
+                reconcile_every: Duration::from_secs(3600),
             },
             call_signaling: true,
         }

@@ -123,3 +123,45 @@ async fn both_parties_gone_ends_the_call() {
     assert_eq!(call["endedReason"], json!("both_left"));
     s.shutdown().await;
 }
+
+/// LiveKit lost the leave of a live call's party: the periodic reconciliation finds the
+/// party gone and the call takes the path a delivered leave would have (grace, then failed).
+#[tokio::test]
+async fn a_lost_leave_is_found_by_the_reconciliation() {
+    let mut o = crate::Options::default();
+    o.timings.reconcile_every = Duration::from_secs(1);
+    let s = crate::stack_with(o).await;
+    let a = s.user("alice").await;
+    let b = s.user("bob").await;
+    let id = s.accepted_call(a, b).await;
+    s.join(a, id).await;
+    s.join(b, id).await;
+    let call = s.wait_status(a, id, "live").await;
+    let room = call["roomName"].as_str().unwrap().to_owned();
+    faults(&s, json!({"dropNext": 2, "event": "participant_left"})).await;
+    s.sim("drop", &room, a).await;
+    s.sim("drop", &room, b).await;
+    let call = s.wait_status(a, id, "ended").await;
+    assert_eq!(call["endedReason"], json!("both_left"), "{call}");
+    assert_eq!(
+        s.count(
+            "SELECT count(*) FROM livekit_participations WHERE room_name = $1 AND left_reason = 'RECONCILED'",
+            &[&room]
+        )
+        .await,
+        2,
+        "both leaves came from the reconciliation"
+    );
+    s.shutdown().await;
+}
+
+async fn faults(s: &crate::Stack, faults: serde_json::Value) {
+    let res = s
+        .http
+        .post(format!("{}/sim/faults", s.sim.base_url()))
+        .json(&faults)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success());
+}
