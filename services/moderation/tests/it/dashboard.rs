@@ -1,0 +1,1 @@
+//! (the dashboard's tests: browser test in headless Chromium)
