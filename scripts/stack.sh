@@ -26,7 +26,7 @@ fi
 
 echo "building ($PROFILE)…"
 flag=""; [ "$PROFILE" = "release" ] && flag="--release"
-cargo build $flag -p livekit-sim -p webhook-ingest -p token-issuer -p session-manager -p notifier
+cargo build $flag -p livekit-sim -p webhook-ingest -p token-issuer -p session-manager -p call-signaling -p notifier
 BIN="target/$PROFILE"
 
 pids=()
@@ -54,6 +54,7 @@ LIVEKIT_WEBHOOK_URLS=http://127.0.0.1:8085/webhooks/livekit SIM_BIND_ADDRESS=127
 start webhook-ingest 8085
 start token-issuer 8081
 start session-manager 8082
+start call-signaling 8083
 start notifier 8086   # log mode: no APNS_*/FCM_* set, pushes are only logged
 
 # Demo users: a creator and three viewers, with coins.
@@ -95,9 +96,34 @@ for _ in $(seq 1 50); do
 done
 echo "session $SESSION_ID: $(echo "$state" | python3 -c 'import json,sys; s=json.load(sys.stdin)["session"]; print(s["status"], "viewers:", s["viewerCount"])')"
 
+# A private call: viewer 2 has a phone (log mode: the push is logged and counts as
+# delivered), viewer 1 calls, the call rings, viewer 2 answers, both are in the room.
+CALLEE_JWT=$(jwt "${VIEWERS[1]}")
+curl -fs -X PUT http://127.0.0.1:8086/v1/devices -H "authorization: Bearer $CALLEE_JWT" -H 'content-type: application/json' \
+  -d '{"platform":"ios","kind":"voip","token":"00demo0000000000000000000000000000000000000000000000000000000001"}' >/dev/null
+CALL_ID=$(curl -fs -X POST http://127.0.0.1:8083/v1/calls -H "authorization: Bearer $VIEWER_JWT" -H 'content-type: application/json' \
+  -d "{\"calleeId\":\"${VIEWERS[1]}\",\"callType\":\"video_call\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["call"]["id"])')
+for _ in $(seq 1 50); do
+  curl -fs http://127.0.0.1:8083/v1/calls/$CALL_ID -H "authorization: Bearer $CALLEE_JWT" | grep -q '"status":"ringing"' && break
+  sleep 0.1
+done
+curl -fs -X POST http://127.0.0.1:8083/v1/calls/$CALL_ID/accept -H "authorization: Bearer $CALLEE_JWT" >/dev/null
+for who in "$VIEWER_JWT" "$CALLEE_JWT"; do
+  t=$(curl -fs -X POST http://127.0.0.1:8081/v1/tokens -H "authorization: Bearer $who" -H 'content-type: application/json' -d "{\"callId\":\"$CALL_ID\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  curl -fs -X POST http://127.0.0.1:7880/sim/join -H 'content-type: application/json' -d "{\"token\":\"$t\"}" >/dev/null
+done
+for _ in $(seq 1 50); do
+  call=$(curl -fs http://127.0.0.1:8083/v1/calls/$CALL_ID -H "authorization: Bearer $VIEWER_JWT")
+  echo "$call" | grep -q '"status":"live"' && break
+  sleep 0.1
+done
+echo "call $CALL_ID: $(echo "$call" | python3 -c 'import json,sys; print(json.load(sys.stdin)["call"]["status"])')"
+curl -fs -X POST http://127.0.0.1:8083/v1/calls/$CALL_ID/end -H "authorization: Bearer $VIEWER_JWT" >/dev/null
+
 cat <<TXT
 
 The stack is up:  livekit-sim :7880  webhook-ingest :8085  token-issuer :8081  session-manager :8082
+                  call-signaling :8083  notifier :8086
 Logs: $RUN/logs/*.log        Metrics: curl localhost:8082/metrics        Health: curl localhost:8082/health
 
 Try it (tokens valid 24 h):
@@ -115,6 +141,10 @@ Try it (tokens valid 24 h):
   curl -s localhost:7880/sim/rooms
   # the host drops: host_disconnected, then ended after HOST_GRACE_SECONDS (30)
   curl -s -X POST localhost:7880/sim/drop -H 'content-type: application/json' -d '{"room":"live_video_<id>","identity":"$CREATOR"}'
+  # a call: the callee's event stream, then a call to it
+  export CALLEE=$CALLEE_JWT
+  curl -N localhost:8086/v1/events -H "authorization: Bearer \$CALLEE" &
+  curl -s -X POST localhost:8083/v1/calls -H "authorization: Bearer \$VIEWER" -H 'content-type: application/json' -d '{"calleeId":"${VIEWERS[1]}","callType":"audio_call"}'
 
 Ctrl-C stops the stack.
 TXT
