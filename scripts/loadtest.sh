@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# The benchmark: token-issuer under a join storm and webhook-ingest under a webhook flood, on
-# this machine, in release builds, against a fresh database. Results go to
-# bench/results/<UTC timestamp>-{join-storm,webhook-flood}.json (commit them to compare runs;
-# see bench/README.md).
+# The benchmark: token-issuer under a join storm, webhook-ingest under a webhook flood and the
+# notifier's event stream under an SSE fan-out, on this machine, in release builds, against a
+# fresh database. Results go to
+# bench/results/<UTC timestamp>-{join-storm,webhook-flood,sse-fanout}.json (commit them to
+# compare runs; see bench/README.md).
 #
-#   scripts/loadtest.sh                                  # 20000 viewers, 20000 events, 64 connections
-#   VIEWERS=5000 EVENTS=5000 CONNECTIONS=32 scripts/loadtest.sh
+#   scripts/loadtest.sh                                  # 20000 viewers, 20000 events, 64 connections, 10000 SSE clients
+#   VIEWERS=5000 EVENTS=5000 CONNECTIONS=32 SSE_CLIENTS=2000 scripts/loadtest.sh
+#   SCENARIOS=sse-fanout scripts/loadtest.sh             # only some of the scenarios
 #
 # Both services run with limits raised out of the way (the storm measures the path, not the
-# rate limiter), RUST_LOG=warn, and their own NATS namespace (`bench`), on ports 18081 and
-# 18085 so a local stack on the default ports is left alone. Their logs are in
+# rate limiter), RUST_LOG=warn, and their own NATS namespace (`bench`), on ports 18081, 18085
+# and 18086 so a local stack on the default ports is left alone. The SSE clients and the
+# notifier are separate processes, each under its own `ulimit -n`: SSE_CLIENTS must stay
+# well below it. Their logs are in
 # target/loadtest/. The services are stopped on exit, whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,8 +21,12 @@ cd "$(dirname "$0")/.."
 VIEWERS=${VIEWERS:-20000}
 EVENTS=${EVENTS:-20000}
 CONNECTIONS=${CONNECTIONS:-64}
+SSE_CLIENTS=${SSE_CLIENTS:-10000}
+SSE_EVENTS=${SSE_EVENTS:-20}
+SCENARIOS=${SCENARIOS:-"join-storm webhook-flood sse-fanout"}
 TOKEN_PORT=18081
 WEBHOOK_PORT=18085
+NOTIFIER_PORT=18086
 DB=ipelya_bench
 
 bin=${CARGO_TARGET_DIR:-target}/release
@@ -38,12 +46,12 @@ export RUST_LOG=${RUST_LOG:-warn}
 unset OTEL_EXPORTER_OTLP_ENDPOINT
 
 echo "== build (release)"
-cargo build --release -p token-issuer -p webhook-ingest -p loadgen
+cargo build --release -p token-issuer -p webhook-ingest -p notifier -p loadgen
 
 scripts/services-up.sh
 
 port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for port in "$TOKEN_PORT" "$WEBHOOK_PORT"; do
+for port in "$TOKEN_PORT" "$WEBHOOK_PORT" "$NOTIFIER_PORT"; do
   if port_taken "$port"; then
     echo "port $port is already in use (an earlier loadtest still running?)" >&2
     exit 1
@@ -69,6 +77,9 @@ pids+=("$token_pid")
 HTTP_PORT=$WEBHOOK_PORT "$bin/webhook-ingest" >"$logs/webhook-ingest.log" 2>&1 &
 webhook_pid=$!
 pids+=("$webhook_pid")
+HTTP_PORT=$NOTIFIER_PORT "$bin/notifier" >"$logs/notifier.log" 2>&1 &
+notifier_pid=$!
+pids+=("$notifier_pid")
 
 wait_healthy() { # name port pid
   for _ in $(seq 1 120); do
@@ -86,33 +97,56 @@ wait_healthy() { # name port pid
 }
 wait_healthy token-issuer "$TOKEN_PORT" "$token_pid"
 wait_healthy webhook-ingest "$WEBHOOK_PORT" "$webhook_pid"
-echo "token-issuer (pid $token_pid) on :$TOKEN_PORT and webhook-ingest (pid $webhook_pid) on :$WEBHOOK_PORT are healthy"
+wait_healthy notifier "$NOTIFIER_PORT" "$notifier_pid"
+echo "token-issuer (pid $token_pid) on :$TOKEN_PORT, webhook-ingest (pid $webhook_pid) on :$WEBHOOK_PORT and notifier (pid $notifier_pid) on :$NOTIFIER_PORT are healthy"
 
 mkdir -p "$results"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
-storm_out="$results/$stamp-join-storm.json"
-flood_out="$results/$stamp-webhook-flood.json"
+wants() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+outputs=()
+summaries=()
 
-echo "== join storm: $VIEWERS viewers, $CONNECTIONS connections"
-storm=$("$bin/loadgen" join-storm --url "http://127.0.0.1:$TOKEN_PORT" \
-  --database-url "$DATABASE_URL" --viewers "$VIEWERS" --connections "$CONNECTIONS" \
-  --cpu-watch "token-issuer=$token_pid" --cpu-watch postgres --cpu-watch "postgres:$DB" --cpu-watch nats-server \
-  --out "$storm_out")
-echo "$storm"
+if wants join-storm; then
+  out="$results/$stamp-join-storm.json"
+  echo "== join storm: $VIEWERS viewers, $CONNECTIONS connections"
+  line=$("$bin/loadgen" join-storm --url "http://127.0.0.1:$TOKEN_PORT" \
+    --database-url "$DATABASE_URL" --viewers "$VIEWERS" --connections "$CONNECTIONS" \
+    --cpu-watch "token-issuer=$token_pid" --cpu-watch postgres --cpu-watch "postgres:$DB" --cpu-watch nats-server \
+    --out "$out")
+  echo "$line"
+  outputs+=("$out")
+  summaries+=("$line")
+fi
 
-echo "== webhook flood: $EVENTS events, $CONNECTIONS connections"
-flood=$("$bin/loadgen" webhook-flood --url "http://127.0.0.1:$WEBHOOK_PORT" \
-  --events "$EVENTS" --connections "$CONNECTIONS" \
-  --cpu-watch "webhook-ingest=$webhook_pid" --cpu-watch postgres --cpu-watch "postgres:$DB" --cpu-watch nats-server \
-  --out "$flood_out")
-echo "$flood"
+if wants webhook-flood; then
+  out="$results/$stamp-webhook-flood.json"
+  echo "== webhook flood: $EVENTS events, $CONNECTIONS connections"
+  line=$("$bin/loadgen" webhook-flood --url "http://127.0.0.1:$WEBHOOK_PORT" \
+    --events "$EVENTS" --connections "$CONNECTIONS" \
+    --cpu-watch "webhook-ingest=$webhook_pid" --cpu-watch postgres --cpu-watch "postgres:$DB" --cpu-watch nats-server \
+    --out "$out")
+  echo "$line"
+  outputs+=("$out")
+  summaries+=("$line")
+fi
+
+if wants sse-fanout; then
+  out="$results/$stamp-sse-fanout.json"
+  echo "== SSE fan-out: $SSE_CLIENTS clients, $SSE_EVENTS events"
+  line=$("$bin/loadgen" sse-fanout --addr "127.0.0.1:$NOTIFIER_PORT" \
+    --database-url "$DATABASE_URL" --clients "$SSE_CLIENTS" --events "$SSE_EVENTS" \
+    --cpu-watch "notifier=$notifier_pid" --cpu-watch nats-server --cpu-watch "postgres:$DB" \
+    --out "$out")
+  echo "$line"
+  outputs+=("$out")
+  summaries+=("$line")
+fi
 
 echo
 echo "== summary ($(git rev-parse --short HEAD 2>/dev/null || echo 'no commit'), $(nproc) cores)"
-echo "$storm"
-echo "$flood"
-echo "results: $storm_out $flood_out"
-for name in token-issuer webhook-ingest; do
+printf '%s\n' "${summaries[@]}"
+echo "results: ${outputs[*]}"
+for name in token-issuer webhook-ingest notifier; do
   lines=$(wc -l <"$logs/$name.log")
   [ "$lines" -eq 0 ] || echo "$name logged $lines lines at warn or above: $logs/$name.log"
 done

@@ -4,6 +4,7 @@ mod cpu;
 mod engine;
 mod join_storm;
 mod report;
+mod sse_fanout;
 mod webhook_flood;
 
 use std::path::PathBuf;
@@ -30,13 +31,25 @@ enum Scenario {
     JoinStorm(join_storm::Args),
     /// A burst of signed `participant_joined` webhooks to webhook-ingest.
     WebhookFlood(webhook_flood::Args),
+    /// Thousands of participants of one session on the notifier's event stream; time from
+    /// an event's publish to the last client.
+    SseFanout(sse_fanout::Args),
 }
 
 impl Scenario {
-    fn run_args(&self) -> &RunArgs {
+    /// The request-driven scenarios' arguments (`sse-fanout` holds streams instead).
+    fn run_args(&self) -> Option<&RunArgs> {
         match self {
-            Scenario::JoinStorm(a) => &a.run,
-            Scenario::WebhookFlood(a) => &a.run,
+            Scenario::JoinStorm(a) => Some(&a.run),
+            Scenario::WebhookFlood(a) => Some(&a.run),
+            Scenario::SseFanout(_) => None,
+        }
+    }
+
+    fn threads(&self) -> u16 {
+        match self {
+            Scenario::SseFanout(a) => a.threads,
+            other => other.run_args().map_or(1, |r| r.threads),
         }
     }
 
@@ -44,6 +57,7 @@ impl Scenario {
         match self {
             Scenario::JoinStorm(_) => "join-storm",
             Scenario::WebhookFlood(_) => "webhook-flood",
+            Scenario::SseFanout(_) => "sse-fanout",
         }
     }
 }
@@ -100,7 +114,7 @@ fn main() -> ExitCode {
         .install_default()
         .expect("jwt provider");
     let cli = Cli::parse();
-    let threads = usize::from(cli.scenario.run_args().threads);
+    let threads = usize::from(cli.scenario.threads());
     let runtime = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -127,11 +141,15 @@ fn main() -> ExitCode {
 /// are what the report is for.
 async fn run(scenario: Scenario) -> anyhow::Result<()> {
     let name = scenario.name();
-    let args = scenario.run_args().clone();
     let phases = match &scenario {
         Scenario::JoinStorm(a) => join_storm::prepare(a).await?,
         Scenario::WebhookFlood(a) => webhook_flood::prepare(a)?,
+        Scenario::SseFanout(a) => return sse_fanout::run(a.clone()).await,
     };
+    let args = scenario
+        .run_args()
+        .expect("request-driven scenarios have run arguments")
+        .clone();
     let connections = usize::from(args.connections);
     let client = engine::client(connections, Duration::from_millis(args.timeout_ms))?;
     let target = Target {

@@ -190,7 +190,7 @@ fn round3(x: f64) -> f64 {
 }
 
 /// The trimmed output of a git command, or `None` outside a repository or without git.
-fn git(args: &[&str]) -> Option<String> {
+pub(crate) fn git(args: &[&str]) -> Option<String> {
     let out = Command::new("git").args(args).output().ok()?;
     out.status
         .success()
