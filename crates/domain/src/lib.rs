@@ -13,6 +13,7 @@ pub mod ids;
 pub mod roles;
 pub mod rooms;
 pub mod session;
+pub mod stage;
 pub mod transition;
 pub mod validate;
 
