@@ -13,7 +13,7 @@ pub use events::{
 };
 pub use rooms::{
     BoxFuture, DEFAULT_CALL_TIMEOUT, LiveKitRooms, Participant, Permission, Room, RoomError,
-    RoomService, Track,
+    RoomService, Track, set_publishing,
 };
 pub use token::{
     AccessClaims, Error, RoomGrant, TRACK_SOURCES, TokenError, VideoClaims, mint_token,

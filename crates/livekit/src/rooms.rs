@@ -161,6 +161,37 @@ pub trait RoomService: Send + Sync {
     ) -> BoxFuture<'a, Result<(), RoomError>>;
 }
 
+/// Changes what a participant may publish and nothing else: reads the participant, replaces
+/// `can_publish` and `can_publish_sources`, and writes the whole permission back (LiveKit's
+/// `UpdateParticipant` replaces every field, so writing only the publish part would revoke
+/// subscribing and data). `sources` empty = may not publish at all; revoking makes LiveKit
+/// unpublish the participant's tracks at once. `Ok(None)` when the participant is not in the
+/// room (nothing to change).
+pub async fn set_publishing(
+    rooms: &dyn RoomService,
+    room: &str,
+    identity: &str,
+    sources: &[&str],
+) -> Result<Option<Participant>, RoomError> {
+    let Some(current) = rooms.get_participant(room, identity).await? else {
+        return Ok(None);
+    };
+    let permission = Permission {
+        can_publish: !sources.is_empty(),
+        can_publish_sources: sources.iter().map(|s| (*s).to_owned()).collect(),
+        ..current.permission
+    };
+    match rooms
+        .update_participant_permission(room, identity, permission)
+        .await
+    {
+        Ok(p) => Ok(Some(p)),
+        // Gone between the read and the write.
+        Err(RoomError::NotFound) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// [`RoomService`] over `livekit-api`'s `RoomClient` (protobuf Twirp), each call bounded by a
 /// timeout.
 #[derive(Debug, Clone)]

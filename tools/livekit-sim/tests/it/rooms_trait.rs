@@ -97,3 +97,52 @@ async fn livekit_rooms_works_against_the_sim() {
     assert!(methods.contains(&"MutePublishedTrack".to_owned()));
     t.stop().await;
 }
+
+/// `set_publishing` changes the publish rights only, on LiveKit's replace-everything
+/// `UpdateParticipant`: subscribing and data stay; revoking unpublishes at once.
+#[tokio::test]
+async fn set_publishing_is_a_read_modify_write() {
+    let t = TestSim::start().await;
+    let rooms = LiveKitRooms::new(t.sim.base_url(), &creds());
+    let mut viewer = grant("stage");
+    viewer.can_publish = false;
+    viewer.can_publish_sources = vec![];
+    t.join(&token("guest", &viewer)).await;
+    let publish = |source: &str| json!({"room": "stage", "identity": "guest", "source": source});
+    assert_eq!(t.post("/sim/publish", publish("camera")).await.0, 403);
+
+    let p = livekit::set_publishing(&rooms, "stage", "guest", &["camera", "microphone"])
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(p.permission.can_publish);
+    assert!(p.permission.can_subscribe && p.permission.can_publish_data);
+    assert_eq!(p.permission.can_publish_sources, ["camera", "microphone"]);
+    assert_eq!(t.post("/sim/publish", publish("camera")).await.0, 200);
+    assert_eq!(t.post("/sim/publish", publish("microphone")).await.0, 200);
+    assert_eq!(t.post("/sim/publish", publish("screen_share")).await.0, 403);
+
+    let p = livekit::set_publishing(&rooms, "stage", "guest", &[])
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!p.permission.can_publish);
+    assert!(p.permission.can_subscribe && p.permission.can_publish_data);
+    assert!(p.tracks.is_empty(), "revoking unpublishes: {p:?}");
+    assert_eq!(t.post("/sim/publish", publish("microphone")).await.0, 403);
+    t.settle().await;
+    let names = t.names();
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| n.starts_with("track_unpublished"))
+            .count(),
+        2,
+        "{names:?}"
+    );
+    assert_eq!(
+        livekit::set_publishing(&rooms, "stage", "ghost", &["microphone"]).await,
+        Ok(None)
+    );
+    t.stop().await;
+}
