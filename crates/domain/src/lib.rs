@@ -10,6 +10,7 @@ pub mod access;
 pub mod call;
 pub mod errors;
 pub mod ids;
+pub mod moderation;
 pub mod roles;
 pub mod rooms;
 pub mod session;

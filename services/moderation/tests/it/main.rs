@@ -1,3 +1,8 @@
-//! moderation on real HTTP with livekit-sim, a database and a NATS namespace of its own.
+//! moderation on real HTTP with livekit-sim, session-manager, token-issuer and
+//! webhook-ingest, a database and a NATS namespace of its own (`support::stack()`).
 
 mod dashboard;
+mod harness;
+// Not every test module uses every helper of the harness.
+#[allow(dead_code)]
+pub mod support;
