@@ -255,3 +255,32 @@ pub struct NewPushDelivery {
     pub error: Option<String>,
     pub latency_ms: Option<i32>,
 }
+
+/// A stage invitation (from the host) or request (from a viewer); `stage_requests`.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = stage_requests, check_for_backend(diesel::pg::Pg))]
+pub struct StageRequest {
+    pub id: Uuid,
+    pub session_id: Uuid,
+    pub user_id: Uuid,
+    /// `invitation` | `request` (`domain::stage::StageKind`).
+    pub kind: String,
+    /// `domain::stage::StageStatus`.
+    pub status: String,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub responded_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = stage_requests)]
+pub struct NewStageRequest<'a> {
+    pub id: Uuid,
+    pub session_id: Uuid,
+    pub user_id: Uuid,
+    pub kind: &'a str,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}

@@ -7,5 +7,6 @@ pub mod config;
 pub mod profiles;
 pub mod push;
 pub mod sessions;
+pub mod stage;
 pub mod stream;
 pub mod webhooks;
