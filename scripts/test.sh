@@ -19,6 +19,18 @@ if cargo tree -p domain -e normal --locked | grep -E "^.*(tokio|diesel|actix|asy
 fi
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# --- Browser test of the operators' dashboard (moderation's tests/it/dashboard.rs) -------
+# It drives Debian's Chromium with playwright-core and fails (never skips) without them, so
+# install both when missing. package-lock.json is committed; node_modules never is.
+if [ -z "${CHROMIUM_PATH:-}" ] && [ ! -x /usr/bin/chromium ]; then
+  echo "== installing chromium (dashboard browser test)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+if [ ! -f services/moderation/tests/browser/node_modules/playwright-core/package.json ]; then
+  echo "== npm ci (dashboard browser test)"
+  (cd services/moderation/tests/browser && npm ci --no-audit --no-fund)
+fi
+# --- end of the dashboard block ------------------------------------------------------------
 echo "== tests"
 # JetStream streams that earlier runs' tests left on the shared NATS server
 cargo run -q --locked -p testkit --bin nats-gc || echo "nats-gc failed (continuing)"
