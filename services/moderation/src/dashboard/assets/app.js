@@ -76,6 +76,14 @@
     if (secs < 86400) return `${Math.floor(secs / 3600)} h ago`;
     return `${Math.floor(secs / 86400)} d ago`;
   }
+  function fmtIn(iso) {
+    const secs = (new Date(iso).getTime() - Date.now()) / 1000;
+    if (Number.isNaN(secs)) return '—';
+    if (secs <= 0) return 'ended';
+    if (secs < 3600) return `in ${Math.ceil(secs / 60)} min`;
+    if (secs < 86400) return `in ${Math.round(secs / 3600)} h`;
+    return `in ${Math.round(secs / 86400)} d`;
+  }
   const shortId = (id) => (id ? String(id).slice(0, 8) : '—');
   const label = (v) => (v ? String(v).replace(/_/g, ' ') : '—');
   function monthNow() {
@@ -200,7 +208,7 @@
   async function act(what, fn) {
     try {
       await fn();
-      toast(what, 'ok');
+      toast(typeof what === 'function' ? what() : what, 'ok');
       return true;
     } catch (e) {
       if (e.status !== 401 && e.status !== 403) toast(`${e.message}${e.code ? ` [${e.code}]` : ''}`, 'error');
@@ -353,7 +361,12 @@
       confirm: 'Kill session',
     });
     if (!ok) return false;
-    const done = await act('Session terminated', () => api('POST', `/v1/ops/sessions/${encodeURIComponent(sess.id(x))}/terminate`));
+    let msg = 'Session terminated';
+    const done = await act(() => msg, async () => {
+      const r = await api('POST', `/v1/ops/sessions/${encodeURIComponent(sess.id(x))}/terminate`);
+      // 202: session-manager has the durable request but had not applied it yet.
+      if (r.terminated === false) msg = 'Termination requested: the session ends in a moment';
+    });
     if (done) reload();
     return done;
   }
@@ -382,11 +395,13 @@
       sessions: api('GET', '/v1/ops/sessions?status=live'),
       usage: api('GET', `/v1/ops/usage?month=${monthNow()}`),
       problems: api('GET', '/v1/ops/stats/problem-sessions'),
+      config: api('GET', '/v1/ops/config'),
+      recent: api('GET', '/v1/ops/stats/recent-creators?minutes=5'),
     }),
-    actions: () => [killSwitch()],
+    actions: (d) => [killSwitch(d.config && !d.config.error ? pick(d.config, 'config.liveSessionsDisabled') : undefined)],
     render(d) {
       const list = (d.sessions && (d.sessions.sessions || d.sessions.items)) || [];
-      const viewers = list.reduce((n, x) => n + sess.participants(x), 0);
+      const viewers = pick(d.sessions, 'totalViewers') ?? list.reduce((n, x) => n + sess.participants(x), 0);
       const u = d.usage && !d.usage.error ? (d.usage.usage || d.usage) : null;
       const problems = d.problems && !d.problems.error ? (pick(d.problems, 'sessions', 'problemSessions', 'items') || []) : null;
       const cards = h('div', { class: 'cards' },
@@ -418,12 +433,20 @@
             h('td', {}, sess.creator(x)), h('td', {}, badge(x.status)), h('td', {}, fmtAgo(sess.started(x))),
             h('td', { class: 'actions' }, h('button', { class: 'btn btn-sm btn-danger', type: 'button', onclick: () => terminate(x) }, 'Kill')))))));
       }
+      const recent = d.recent && !d.recent.error ? (d.recent.creators || []) : [];
+      if (recent.length) {
+        out.push(panel(`Session creators, last ${d.recent.minutes || 5} minutes`, h('span', { class: 'muted' }, 'many sessions in a short time may be abuse'),
+          table(['Creator', 'Sessions', 'Last created'], recent.map((c) => h('tr', {},
+            h('td', {}, h('div', { class: 'cell-title' }, c.username || shortId(c.creatorId)), h('div', { class: 'cell-sub mono' }, shortId(c.creatorId))),
+            h('td', { class: 'num' }, fmtNum(c.sessions)),
+            h('td', {}, fmtAgo(c.lastCreatedAt)))))));
+      }
       return out;
     },
   };
 
   /** The kill switch for new sessions (LIVE_DISABLED). */
-  function killSwitch() {
+  function killSwitch(disabled) {
     const set = async (value) => {
       const ok = await confirmDialog({
         title: value ? 'Stop new sessions?' : 'Allow new sessions again?',
@@ -433,10 +456,12 @@
       });
       if (ok) await act(value ? 'New sessions are disabled' : 'New sessions are enabled', () => api('PUT', '/v1/ops/config/live-sessions-disabled', { value }));
     };
-    return h('div', { class: 'switch' },
-      h('span', { class: 'muted' }, 'New sessions:'),
-      h('button', { class: 'btn btn-sm', type: 'button', id: 'kill-switch-on', onclick: () => set(true) }, 'Disable'),
-      h('button', { class: 'btn btn-sm', type: 'button', id: 'kill-switch-off', onclick: () => set(false) }, 'Enable'));
+    const done = async (value) => { await set(value); reload(); };
+    return h('div', { class: 'switch', id: 'kill-switch' },
+      h('span', { class: 'muted' }, 'New sessions'),
+      disabled === true ? h('span', { class: 'badge badge-live' }, 'disabled') : disabled === false ? h('span', { class: 'badge badge-ok' }, 'allowed') : null,
+      disabled !== true ? h('button', { class: 'btn btn-sm btn-danger', type: 'button', id: 'kill-switch-on', onclick: () => done(true) }, 'Kill switch') : null,
+      disabled !== false ? h('button', { class: 'btn btn-sm', type: 'button', id: 'kill-switch-off', onclick: () => done(false) }, 'Allow new sessions') : null);
   }
 
   PAGES.usage = {
@@ -560,7 +585,7 @@
 
   PAGES.bans = {
     title: 'Bans',
-    sub: 'Global bans (profiles.banned_until). Lift one, or ban a user by id.',
+    sub: 'Bans in force: global (profiles.banned_until), per session, and by creators.',
     async load() {
       // The list is optional: a service without it still lets operators ban and lift by id.
       try { return await api('GET', '/v1/ops/bans'); } catch (e) {
@@ -569,10 +594,17 @@
       }
     },
     render(d) {
-      const list = d.bans || d.users || d.items || [];
-      const lift = async (userId, who) => {
+      const b = d.bans || {};
+      const global = Array.isArray(b) ? b : (b.global || []);
+      const perSession = b.session || [];
+      const byCreator = b.creator || [];
+      const liftGlobal = async (userId, who) => {
         const ok = await confirmDialog({ title: `Lift the ban of ${who}?`, body: 'They can get tokens again at once.', confirm: 'Lift ban', danger: false });
         if (ok && await act('Ban lifted', () => api('DELETE', `/v1/ops/users/${encodeURIComponent(userId)}/ban`))) reload();
+      };
+      const liftSession = async (x) => {
+        const ok = await confirmDialog({ title: `Lift the session ban of ${shortId(x.userId)}?`, body: `They may join session ${shortId(x.sessionId)} again.`, confirm: 'Lift ban', danger: false });
+        if (ok && await act('Session ban lifted', () => api('DELETE', `/v1/moderation/sessions/${encodeURIComponent(x.sessionId)}/bans/${encodeURIComponent(x.userId)}`))) reload();
       };
       const form = h('form', { class: 'inline-form panel-body', id: 'ban-form' },
         h('label', {}, 'User id', h('input', { name: 'userId', placeholder: '00000000-0000-0000-0000-000000000000', required: true, class: 'mono' })),
@@ -580,27 +612,36 @@
         h('label', {}, 'Reason', h('input', { name: 'reason', placeholder: 'Why', required: true })),
         h('div', { style: 'display:flex;gap:8px' },
           h('button', { class: 'btn btn-danger', type: 'submit' }, 'Ban'),
-          h('button', { class: 'btn', type: 'button', onclick: (e) => { const id = e.target.form.userId.value.trim(); if (id) lift(id, shortId(id)); } }, 'Lift')));
+          h('button', { class: 'btn', type: 'button', onclick: (e) => { const id = e.target.form.userId.value.trim(); if (id) liftGlobal(id, shortId(id)); } }, 'Lift')));
       form.addEventListener('submit', async (e) => {
         e.preventDefault();
         const f = e.target;
         const ok = await confirmDialog({ title: `Ban ${shortId(f.userId.value)}?`, body: `For ${f.hours.value} hours: “${f.reason.value}”.`, confirm: 'Ban user' });
         if (ok && await act('User banned', () => api('POST', `/v1/ops/users/${encodeURIComponent(f.userId.value.trim())}/ban`, { hours: Number(f.hours.value), reason: f.reason.value.trim() }))) { f.reset(); reload(); }
       });
-      const listPanel = d.unsupported
-        ? panel('Active bans', null, empty('⊘', 'The ban list is not available', 'This moderation service has no GET /v1/ops/bans; ban and lift by user id above.'))
-        : panel('Active bans', h('span', { class: 'muted' }, `${list.length} active`), list.length
-          ? table(['User', 'Until', 'Reason', 'Banned', ''], list.map((b) => {
-            const uid = pick(b, 'userId', 'id');
-            const who = pick(b, 'username', 'user.username') || shortId(uid);
-            return h('tr', { dataset: { userId: uid } },
-              h('td', {}, h('div', { class: 'cell-title' }, who), h('div', { class: 'cell-sub mono' }, shortId(uid))),
-              h('td', {}, fmtTime(pick(b, 'bannedUntil', 'until', 'endsAt'))),
-              h('td', {}, pick(b, 'reason') || '—'),
-              h('td', {}, fmtAgo(pick(b, 'createdAt', 'bannedAt'))),
-              h('td', { class: 'actions' }, h('button', { class: 'btn btn-sm', type: 'button', onclick: () => lift(uid, who) }, 'Lift')));
-          })) : empty('⊘', 'No active bans', 'Nobody is banned from the platform right now.'));
-      return [panel('Ban a user', null, form), listPanel];
+      if (d.unsupported) {
+        return [panel('Ban a user', null, form), panel('Bans in force', null, empty('⊘', 'The ban list is not available', 'This moderation service has no GET /v1/ops/bans; ban and lift by user id above.'))];
+      }
+      const who = (x) => h('td', {}, h('div', { class: 'cell-title' }, x.username || shortId(x.userId)), h('div', { class: 'cell-sub mono' }, shortId(x.userId)));
+      return [
+        panel('Ban a user', null, form),
+        panel('Global bans', h('span', { class: 'muted' }, `${global.length} in force`), global.length
+          ? table(['User', 'Until', 'Ends', ''], global.map((x) => h('tr', { dataset: { userId: x.userId } },
+            who(x), h('td', {}, fmtTime(x.bannedUntil)), h('td', {}, fmtIn(x.bannedUntil)),
+            h('td', { class: 'actions' }, h('button', { class: 'btn btn-sm', type: 'button', onclick: () => liftGlobal(x.userId, x.username || shortId(x.userId)) }, 'Lift')))), { id: 'global-bans' })
+          : empty('⊘', 'No global bans', 'Nobody is banned from the platform right now.')),
+        h('div', { class: 'grid-2' },
+          panel('Session bans', h('span', { class: 'muted' }, `${perSession.length} recent`), perSession.length
+            ? table(['User', 'Session', 'Reason', 'When', ''], perSession.map((x) => h('tr', {},
+              who(x), h('td', {}, h('a', { href: `#/sessions/${x.sessionId}`, class: 'mono' }, shortId(x.sessionId))),
+              h('td', { class: 'wrap' }, x.reason || '—'), h('td', {}, fmtAgo(x.createdAt)),
+              h('td', { class: 'actions' }, h('button', { class: 'btn btn-sm', type: 'button', onclick: () => liftSession(x) }, 'Lift')))))
+            : empty('⊘', 'No session bans', 'Hosts and operators have banned nobody from a session.')),
+          panel('Creator bans', h('span', { class: 'muted' }, 'lifted by the creator'), byCreator.length
+            ? table(['User', 'Creator', 'Reason', 'When'], byCreator.map((x) => h('tr', {},
+              who(x), h('td', { class: 'mono' }, shortId(x.creatorId)), h('td', { class: 'wrap' }, x.reason || '—'), h('td', {}, fmtAgo(x.createdAt)))))
+            : empty('⊘', 'No creator bans', 'No creator has banned anyone from their sessions.'))),
+      ];
     },
   };
 
@@ -621,6 +662,7 @@
       $('#page-title').textContent = sess.title(x);
       $('#page-sub').replaceChildren(badge(x.status), ` ${label(sess.type(x))} by ${sess.creator(x)} · `, h('span', { class: 'mono' }, id));
       const active = participants.filter((p) => pick(p, 'isActive', 'active') !== false);
+      const names = new Map(participants.map((p) => [p.userId, p.username]));
       const kick = async (p) => {
         const who = pick(p, 'username') || shortId(p.userId);
         const ok = await confirmDialog({ title: `Kick ${who}?`, body: 'They are removed from the room now and may join again.', confirm: 'Kick' });
@@ -639,7 +681,7 @@
         h('div', { class: 'cards' },
           card('Status', badge(x.status), x.endReason ? `ended: ${label(x.endReason)}` : `started ${fmtAgo(sess.started(x))}`),
           card('Duration', durationCell(x), `since ${fmtTime(sess.started(x))}`),
-          card('In the room', fmtNum(pick(stats, 'participantCount', 'activeParticipants', 'viewerCount') ?? active.length), `peak ${fmtNum(pick(stats, 'peakViewers', 'peakParticipants'))}`),
+          card('In the room', fmtNum(pick(stats, 'activeParticipants', 'participantCount', 'viewerCount') ?? active.length), `peak ${fmtNum(pick(stats, 'peakViewers', 'peakParticipants'))} · ${fmtNum(pick(stats, 'uniqueParticipants'))} people in all`),
           card('Chat and gifts', fmtNum(pick(stats, 'totalMessages', 'messages')), `${fmtNum(pick(stats, 'totalGiftsReceived', 'gifts'))} gifts`)),
         h('div', { class: 'grid-2' },
           panel('Participants', h('span', { class: 'muted' }, `${active.length} in the room`), participants.length
@@ -657,9 +699,9 @@
             })) : empty('◌', 'Nobody here', 'No participant has joined this session.')),
           panel('Recent chat', h('span', { class: 'muted' }, `${chat.length} messages`), chat.length
             ? h('ul', { class: 'chat' }, chat.map((m) => h('li', {},
-              h('div', { class: 'who' }, pick(m, 'username', 'senderUsername') || shortId(pick(m, 'userId', 'senderId')), h('span', { class: 'when' }, fmtTime(m.createdAt)),
-                m.deletedAt ? null : h('button', { class: 'btn btn-sm btn-ghost', style: 'float:right', type: 'button', onclick: () => deleteMessage(m) }, 'Delete')),
-              h('div', { class: m.deletedAt ? 'deleted' : '' }, m.deletedAt ? 'message deleted' : m.body))))
+              h('div', { class: 'who' }, pick(m, 'username', 'senderUsername') || names.get(m.userId) || shortId(pick(m, 'userId', 'senderId')), h('span', { class: 'when' }, fmtTime(m.createdAt)),
+                m.deletedAt || m.deleted ? null : h('button', { class: 'btn btn-sm btn-ghost', style: 'float:right', type: 'button', onclick: () => deleteMessage(m) }, 'Delete')),
+              h('div', { class: m.deletedAt || m.deleted ? 'deleted' : '' }, m.deletedAt || m.deleted ? 'message deleted' : m.body))))
             : empty('✉', 'No messages', 'Chat messages of this session show up here.'))),
       ];
     },
