@@ -1,6 +1,13 @@
 #![doc = include_str!("../README.md")]
 
+pub mod alerts;
+mod authz;
 pub mod dashboard;
+pub mod enforce;
+pub mod events;
+mod ops;
+mod routes;
+pub mod stats;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -25,9 +32,9 @@ pub struct Config {
     pub quota_concurrent: i64,
     /// The alert checks.
     pub alerts: AlertConfig,
-    /// How long `POST /v1/ops/sessions/{id}/terminate` waits for session-manager to end the
-    /// session before answering 202 (`TERMINATE_WAIT_MS`, default 5000).
-    pub terminate_wait: Duration,
+    /// How long terminate and message deletion wait for session-manager to apply them
+    /// before answering 202 instead of 200 (`MODERATION_APPLY_WAIT_MS`, default 5000).
+    pub apply_wait: Duration,
 }
 
 /// What the periodic alert check needs.
@@ -73,7 +80,7 @@ impl Config {
                     .map(str::to_owned)
                     .collect(),
             },
-            terminate_wait: Duration::from_millis(env_parse("TERMINATE_WAIT_MS", 5000)?),
+            apply_wait: Duration::from_millis(env_parse("MODERATION_APPLY_WAIT_MS", 5000)?),
         })
     }
 
@@ -90,15 +97,89 @@ impl Config {
                 orphan_after: Duration::from_secs(1800),
                 token_metrics_urls: Vec::new(),
             },
-            terminate_wait: Duration::from_secs(5),
+            apply_wait: Duration::from_secs(5),
         }
     }
 }
 
-#[allow(dead_code)] // read by the routes that land next
 pub(crate) struct State {
     pub pool: db::Pool,
     pub rooms: Arc<dyn livekit::RoomService>,
+    pub subjects: bus::Subjects,
+    pub quota_participant_minutes: i64,
+    pub quota_concurrent: i64,
+    pub apply_wait: Duration,
+}
+
+/// The moderation and operators' routes of API.md (and a few of ours for the dashboard:
+/// `GET /v1/ops/bans`, `GET /v1/ops/config`, `GET /v1/ops/stats/recent-creators`).
+fn routes_of(cfg: &mut aw::ServiceConfig) {
+    cfg.route(
+        "/v1/moderation/sessions/{id}/kick",
+        aw::post().to(routes::kick),
+    )
+    .route(
+        "/v1/moderation/sessions/{id}/bans",
+        aw::post().to(routes::ban),
+    )
+    .route(
+        "/v1/moderation/sessions/{id}/bans/{userId}",
+        aw::delete().to(routes::unban),
+    )
+    .route(
+        "/v1/moderation/creator-bans",
+        aw::post().to(routes::creator_ban),
+    )
+    .route(
+        "/v1/moderation/creator-bans",
+        aw::get().to(routes::creator_bans),
+    )
+    .route(
+        "/v1/moderation/creator-bans/{userId}",
+        aw::delete().to(routes::creator_unban),
+    )
+    .route(
+        "/v1/moderation/messages/{messageId}",
+        aw::delete().to(routes::delete_message),
+    )
+    .route("/v1/reports", aw::post().to(routes::report))
+    .route("/v1/ops/sessions", aw::get().to(ops::sessions))
+    .route("/v1/ops/sessions/{id}", aw::get().to(ops::session))
+    .route(
+        "/v1/ops/sessions/{id}/terminate",
+        aw::post().to(ops::terminate),
+    )
+    .route(
+        "/v1/ops/participants/{sessionId}/{userId}/kick",
+        aw::post().to(ops::kick),
+    )
+    .route("/v1/ops/users/{userId}/ban", aw::post().to(ops::global_ban))
+    .route(
+        "/v1/ops/users/{userId}/ban",
+        aw::delete().to(ops::global_unban),
+    )
+    .route("/v1/ops/bans", aw::get().to(ops::bans))
+    .route("/v1/ops/reports", aw::get().to(ops::reports))
+    .route("/v1/ops/reports/{id}/resolve", aw::post().to(ops::resolve))
+    .route("/v1/ops/config", aw::get().to(ops::get_config))
+    .route(
+        "/v1/ops/config/live-sessions-disabled",
+        aw::put().to(ops::kill_switch),
+    )
+    .route("/v1/ops/usage", aw::get().to(stats::usage_route))
+    .route("/v1/ops/stats/daily", aw::get().to(stats::daily))
+    .route(
+        "/v1/ops/stats/top-creators",
+        aw::get().to(stats::top_creators),
+    )
+    .route(
+        "/v1/ops/stats/problem-sessions",
+        aw::get().to(stats::problem_sessions),
+    )
+    .route(
+        "/v1/ops/stats/recent-creators",
+        aw::get().to(stats::recent_creators),
+    );
 }
 
 /// The running service.
@@ -124,7 +205,62 @@ impl Application {
             &config.livekit.url,
             &config.livekit.credentials(),
         ));
-        let tasks = Vec::new();
+        let mut tasks = Vec::new();
+        tasks.push(
+            bus::consumer::spawn_consumer(
+                backbone.js.clone(),
+                backbone.subjects.clone(),
+                {
+                    let mut spec =
+                        bus::consumer::ConsumerSpec::new(enforce::CONSUMER, bus::Family::LiveKit);
+                    spec.event_types = vec!["livekit.participant_joined".into()];
+                    spec
+                },
+                Arc::new(enforce::BanEnforcer {
+                    pool: backbone.pool.clone(),
+                    rooms: rooms.clone(),
+                    subjects: backbone.subjects.clone(),
+                }),
+                backbone.shutdown.subscribe(),
+            )
+            .await?,
+        );
+        let checker = alerts::Alerts::new(
+            config.alerts.clone(),
+            config.quota_participant_minutes,
+            config.quota_concurrent,
+        );
+        if config.alerts.webhook_url.is_none() {
+            tracing::warn!("ALERT_WEBHOOK_URL is not set: alerts are only logged");
+        }
+        if config.alerts.token_metrics_urls.is_empty() {
+            tracing::warn!("TOKEN_ISSUER_METRICS_URLS is not set: the token-failure alert is off");
+        }
+        tasks.push(bus::deadlines::spawn_worker(
+            backbone.pool.clone(),
+            backbone.database_url.clone(),
+            vec![alerts::KIND.to_owned()],
+            Arc::new(alerts::AlertTimer { alerts: checker }),
+            backbone.shutdown.subscribe(),
+        ));
+        {
+            // One pending check at a time (a deadline row): whichever replica claims it runs
+            // the round, so an alert is sent once however many replicas run.
+            let pool = backbone.pool.clone();
+            let every = config.alerts.check_interval;
+            let mut shutdown = backbone.shutdown.subscribe();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    if let Err(e) = alerts::ensure_scheduled(&pool, every).await {
+                        tracing::warn!(error = %e, "could not schedule the alert check");
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(every.min(Duration::from_secs(30))) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
+            }));
+        }
         let health = aw::Data::new(
             backbone
                 .health()
@@ -133,6 +269,10 @@ impl Application {
         let state = aw::Data::new(State {
             pool: backbone.pool.clone(),
             rooms,
+            subjects: backbone.subjects.clone(),
+            quota_participant_minutes: config.quota_participant_minutes,
+            quota_concurrent: config.quota_concurrent,
+            apply_wait: config.apply_wait,
         });
         let verifier = aw::Data::new(web::Verifier(auth::JwtVerifier::hs256(
             config.common.jwt_secret.expose().as_bytes(),
@@ -149,6 +289,7 @@ impl Application {
                 .app_data(web::extract::query_config())
                 .app_data(web::extract::path_config())
                 .configure(web::health::routes)
+                .configure(routes_of)
                 .configure(dashboard::routes)
                 .default_service(aw::to(web::extract::not_found))
         })

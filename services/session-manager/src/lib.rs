@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod lifecycle;
+pub mod moderation;
 pub mod presence;
 mod routes;
 pub mod timers;
@@ -92,6 +93,23 @@ impl Application {
                 backbone.subjects.clone(),
                 bus::consumer::ConsumerSpec::new(presence::CONSUMER, bus::Family::LiveKit),
                 Arc::new(presence::LiveKitEvents { ctx: ctx.clone() }),
+                backbone.shutdown.subscribe(),
+            )
+            .await?,
+        );
+        // moderation's decisions about sessions and chat (terminate, message deletion)
+        tasks.push(
+            bus::consumer::spawn_consumer(
+                backbone.js.clone(),
+                backbone.subjects.clone(),
+                bus::consumer::ConsumerSpec {
+                    event_types: moderation::EVENTS.iter().map(|e| e.to_string()).collect(),
+                    ..bus::consumer::ConsumerSpec::new(
+                        moderation::CONSUMER,
+                        bus::Family::Moderation,
+                    )
+                },
+                Arc::new(moderation::ModerationEvents { ctx: ctx.clone() }),
                 backbone.shutdown.subscribe(),
             )
             .await?,

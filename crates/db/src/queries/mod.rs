@@ -4,9 +4,11 @@
 pub mod access;
 pub mod calls;
 pub mod config;
+pub mod moderation;
 pub mod profiles;
 pub mod push;
 pub mod sessions;
 pub mod stage;
 pub mod stream;
+pub mod usage;
 pub mod webhooks;

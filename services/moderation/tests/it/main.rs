@@ -2,6 +2,7 @@
 //! webhook-ingest, a database and a NATS namespace of its own (`support::stack()`).
 
 mod dashboard;
+mod e2e;
 mod harness;
 // Not every test module uses every helper of the harness.
 #[allow(dead_code)]

@@ -206,6 +206,9 @@ pub fn sm_config(
         timings: options.timings.clone(),
         max_guests_video: 3,
         max_speakers_audio: 10,
+        stage_ttl: Duration::from_secs(60),
+        chat_rate_per_min: 1000,
+        gift_share_percent: 70,
     }
 }
 
