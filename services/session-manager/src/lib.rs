@@ -4,6 +4,7 @@ pub mod lifecycle;
 pub mod moderation;
 pub mod presence;
 mod routes;
+mod stage;
 pub mod timers;
 
 use std::net::TcpListener;
@@ -27,6 +28,8 @@ pub struct Config {
     pub timings: Timings,
     pub max_guests_video: i32,
     pub max_speakers_audio: i32,
+    /// `STAGE_INVITATION_TTL_SECONDS`: stage invitations and requests expire after it.
+    pub stage_ttl: Duration,
 }
 
 fn secs(name: &str, default: u64) -> anyhow::Result<Duration> {
@@ -47,6 +50,7 @@ impl Config {
             },
             max_guests_video: env_parse("STAGE_MAX_GUESTS_VIDEO", 3)?,
             max_speakers_audio: env_parse("STAGE_MAX_SPEAKERS_AUDIO", 10)?,
+            stage_ttl: secs("STAGE_INVITATION_TTL_SECONDS", 60)?,
         })
     }
 }
@@ -55,6 +59,7 @@ pub(crate) struct State {
     pub ctx: Ctx,
     pub max_guests_video: i32,
     pub max_speakers_audio: i32,
+    pub stage_ttl: Duration,
 }
 
 /// The running service.
@@ -141,6 +146,7 @@ impl Application {
             ctx,
             max_guests_video: config.max_guests_video,
             max_speakers_audio: config.max_speakers_audio,
+            stage_ttl: config.stage_ttl,
         });
         let verifier = aw::Data::new(web::Verifier(auth::JwtVerifier::hs256(
             config.common.jwt_secret.expose().as_bytes(),
@@ -169,6 +175,27 @@ impl Application {
                 .route("/v1/sessions/{id}/end", aw::post().to(routes::end))
                 .route("/v1/sessions/{id}/pause", aw::post().to(routes::pause))
                 .route("/v1/sessions/{id}/resume", aw::post().to(routes::resume))
+                // the stage
+                .route(
+                    "/v1/sessions/{id}/guests/invite",
+                    aw::post().to(stage::invite),
+                )
+                .route(
+                    "/v1/sessions/{id}/guests/invitations/{invitationId}/respond",
+                    aw::post().to(stage::respond_invitation),
+                )
+                .route(
+                    "/v1/sessions/{id}/guests/requests",
+                    aw::post().to(stage::request),
+                )
+                .route(
+                    "/v1/sessions/{id}/guests/requests/{requestId}/respond",
+                    aw::post().to(stage::respond_request),
+                )
+                .route(
+                    "/v1/sessions/{id}/guests/{userId}/end",
+                    aw::post().to(stage::end_turn),
+                )
                 .default_service(aw::to(web::extract::not_found))
         })
         .disable_signals()

@@ -20,7 +20,9 @@ pub mod kinds {
     pub const NO_SHOW: &str = "session.no_show";
     pub const MAX_DURATION: &str = "session.max_duration";
     pub const RECONCILE: &str = "session.reconcile";
-    pub const ALL: [&str; 4] = [HOST_GRACE, NO_SHOW, MAX_DURATION, RECONCILE];
+    /// A stage invitation or request expires (subject: its id).
+    pub const STAGE_EXPIRE: &str = "stage.expire";
+    pub const ALL: [&str; 5] = [HOST_GRACE, NO_SHOW, MAX_DURATION, RECONCILE, STAGE_EXPIRE];
 }
 
 /// Timings of the session lifecycle.
@@ -160,6 +162,7 @@ async fn effects(
             s.viewer_count = 0;
             sessions::deactivate_all(c, s.id, ended_at).await?;
             bus::deadlines::cancel_all(c, s.id).await?;
+            crate::stage::on_session_end(c, ctx, s).await?;
             "ended"
         }
         _ => "changed",

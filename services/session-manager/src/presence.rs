@@ -167,6 +167,15 @@ pub async fn refresh_participant(
         },
     )
     .await?;
+    if let ConnectionChange::Left { reason } = change
+        && !active
+        && !was_ended
+        && !is_host
+        && reason != "DUPLICATE_IDENTITY"
+    {
+        // A guest who leaves the room loses the stage.
+        crate::stage::on_departure(c, ctx, s, user).await?;
+    }
     let host = s.creator_id.to_string();
     s.viewer_count = sessions::active_viewers(c, s.id).await? as i32;
     s.peak_viewers = if late || was_ended {

@@ -49,7 +49,7 @@ pub fn session_json(s: &LiveSession) -> Value {
 }
 
 /// The caller's profile, or 401 (a valid token naming no profile).
-async fn require_profile(
+pub(crate) async fn require_profile(
     c: &mut AsyncPgConnection,
     user: Uuid,
 ) -> Result<db::models::Profile, ApiError> {
@@ -58,7 +58,7 @@ async fn require_profile(
         .ok_or_else(|| ApiError::unauthorized("unknown user"))
 }
 
-fn not_found() -> ApiError {
+pub(crate) fn not_found() -> ApiError {
     ApiError::new(ErrorCode::SessionNotFound, "session not found")
 }
 

@@ -34,6 +34,7 @@ impl bus::deadlines::DeadlineHandler for Timers {
                     let repaired = reconcile_all(&self.ctx).await?;
                     Ok(format!("reconciled:{repaired}"))
                 }
+                kinds::STAGE_EXPIRE => crate::stage::expire(c, &self.ctx, d).await,
                 kind => self.fire_session(c, kind, d).await,
             }
         })

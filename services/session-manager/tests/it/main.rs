@@ -6,6 +6,8 @@ mod e2e;
 mod ordering;
 mod reconcile;
 mod routes;
+mod stage;
+mod stage_e2e;
 
 use std::net::TcpListener;
 use std::time::Duration;
@@ -199,6 +201,7 @@ pub fn sm_config(
         timings: options.timings.clone(),
         max_guests_video: 3,
         max_speakers_audio: 10,
+        stage_ttl: Duration::from_secs(60),
     }
 }
 
