@@ -2,15 +2,17 @@
 // an operator logs in, sees the live session the Rust test created, opens every page, clicks
 // Kill, confirms, and the session leaves the live list. A screenshot of each step is saved.
 //
-//   node dashboard.mjs <baseUrl> <operatorJwt> <sessionId> <artefactDir>
+//   node dashboard.mjs <baseUrl> <operatorJwt> <sessionId> <artefactDir> [<nonOperatorJwt>]
 //
+// With a non-operator's JWT, the script also checks that such a user is sent back to the
+// login form (403 FORBIDDEN from /v1/ops) with nothing kept.
 // Exits non-zero (with a failure screenshot) on any failed step, uncaught page error or
 // Content-Security-Policy violation. CHROMIUM_PATH overrides /usr/bin/chromium.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
-const [baseUrl, jwt, sessionId, outDir] = process.argv.slice(2);
+const [baseUrl, jwt, sessionId, outDir, userJwt] = process.argv.slice(2);
 if (!baseUrl || !jwt || !sessionId || !outDir) {
   console.error('usage: node dashboard.mjs <baseUrl> <operatorJwt> <sessionId> <artefactDir>');
   process.exit(2);
@@ -76,6 +78,16 @@ try {
     if (await page.evaluate(() => sessionStorage.length) !== 0) throw new Error('a refused token was kept');
     await shot('login-refused');
   });
+
+  if (userJwt) {
+    await step('a valid token of a user who is not an operator is refused (403 → login)', async () => {
+      await page.fill('#token-input', userJwt);
+      await page.click('#login-submit');
+      await page.locator('#login-error').filter({ hasText: 'not an operator' }).waitFor();
+      if (await page.locator('#app').isVisible()) throw new Error('the app is visible to a non-operator');
+      if (await page.evaluate(() => sessionStorage.length) !== 0) throw new Error('a refused token was kept');
+    });
+  }
 
   await step('the operator logs in and sees the live session', async () => {
     await page.fill('#token-input', jwt);

@@ -173,6 +173,7 @@ async fn an_operator_kills_a_live_session_from_the_dashboard_in_headless_chromiu
             .arg(testkit::token_for(operator))
             .arg(session.to_string())
             .arg(&artefacts)
+            .arg(testkit::token_for(viewer))
             .env("CHROMIUM_PATH", &chromium)
             .kill_on_drop(true)
             .output(),

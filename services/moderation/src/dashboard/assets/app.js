@@ -487,13 +487,15 @@
           quotaBar(u.participantMinutes, u.quotaParticipantMinutes, u.projectedParticipantMinutes, { title: 'Participant minutes (white mark: month-end projection)', unit: 'min', name: 'minutes' }),
           quotaBar(u.peakConcurrent, u.quotaConcurrent, null, { title: 'Peak concurrent participants', name: 'concurrent' }))),
         panel('Participant minutes per day', h('span', { class: 'muted' }, 'UTC days'), h('div', { class: 'panel-body chart', id: 'usage-chart' }, barChart(days))),
-        panel('Days', null, days.some((x) => x.participantMinutes > 0)
-          ? table(['Date', 'Participant minutes', 'Peak concurrent'], days.filter((x) => x.participantMinutes > 0 || x.peakConcurrent > 0).reverse()
+        panel('Days', null, days.some(used)
+          ? table(['Date', 'Participant minutes', 'Peak concurrent'], days.filter(used).reverse()
             .map((x) => h('tr', {}, h('td', {}, x.date), h('td', { class: 'num' }, fmtNum(x.participantMinutes)), h('td', { class: 'num' }, fmtNum(x.peakConcurrent)))))
           : empty('▤', 'No usage this month', 'Minutes appear once participants join rooms.')),
       ];
     },
   };
+
+  const used = (x) => x.participantMinutes > 0 || x.peakConcurrent > 0;
 
   /** Every day of the month, with zero for days the API did not list. */
   function fillMonth(month, days) {
@@ -518,8 +520,9 @@
     const y = (v) => T + (H - T - B) * (1 - v / nice);
     const today = new Date().toISOString().slice(0, 10);
     const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', role: 'img', 'aria-label': 'Participant minutes per day' });
-    for (let i = 0; i <= 4; i++) {
-      const v = (nice / 4) * i;
+    // nice is at least 10 and 1, 2, 2.5 or 5 times a power of ten: fifths are whole numbers.
+    for (let i = 0; i <= 5; i++) {
+      const v = (nice / 5) * i;
       svg.append(s('line', { class: 'axis', x1: L, x2: W - R, y1: y(v), y2: y(v), 'stroke-dasharray': i ? '3 4' : '' }),
         s('text', { x: L - 8, y: y(v) + 3, 'text-anchor': 'end' }, fmtNum(v)));
     }
