@@ -121,7 +121,19 @@ try {
     await page.click('[data-nav="incidents"]');
     await ready('incidents');
     await page.locator('.panel h2', { hasText: 'Pending reports' }).waitFor();
+    await page.locator('tr[data-report-id]').first().waitFor();
     await shot('incidents');
+  });
+
+  await step('Dismiss resolves a report: it leaves the pending queue', async () => {
+    const report = page.locator('tr[data-report-id]').first();
+    const id = await report.getAttribute('data-report-id');
+    await report.getByRole('button', { name: 'Dismiss' }).click();
+    await page.locator('#modal-title', { hasText: 'Dismiss this report?' }).waitFor();
+    await page.click('#modal-confirm');
+    await page.locator('.toast.ok', { hasText: 'Report dismissed' }).waitFor();
+    await page.locator(`tr[data-report-id="${id}"]`).waitFor({ state: 'detached' });
+    await shot('incidents-resolved');
   });
 
   await step('bans shows the ban form and the list', async () => {

@@ -130,9 +130,8 @@ async fn an_operator_kills_a_live_session_from_the_dashboard_in_headless_chromiu
     let viewer = stack.user("viewer", false, None).await;
     let session = stack.live_session(creator, "video_live").await;
     stack.join_session(viewer, session).await;
-    // Something for the session page and the incidents page to show (best effort: the
-    // browser test is about the Kill path, not about chat or reports).
-    let _ = stack
+    // Something for the session page to show, and a report for the incidents page to resolve.
+    let (status, body) = stack
         .call(
             reqwest::Method::POST,
             format!("{}/v1/sessions/{session}/messages", stack.sessions),
@@ -140,7 +139,8 @@ async fn an_operator_kills_a_live_session_from_the_dashboard_in_headless_chromiu
             Some(json!({"body": "hello from the browser test"})),
         )
         .await;
-    let _ = stack
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = stack
         .md(
             reqwest::Method::POST,
             "/v1/reports",
@@ -151,6 +151,8 @@ async fn an_operator_kills_a_live_session_from_the_dashboard_in_headless_chromiu
             ),
         )
         .await;
+    assert_eq!(status, 201, "{body}");
+    let report: uuid::Uuid = body["report"]["id"].as_str().unwrap().parse().unwrap();
     let room: String = stack
         .sql()
         .await
@@ -209,6 +211,15 @@ async fn an_operator_kills_a_live_session_from_the_dashboard_in_headless_chromiu
         .await;
     assert_eq!(status, "ended");
     assert_eq!(reason.as_deref(), Some("admin_terminated"));
+    // The Dismiss click resolved the report.
+    let report_status: String = stack
+        .sql()
+        .await
+        .query_one("SELECT status FROM live_reports WHERE id = $1", &[&report])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(report_status, "dismissed");
     testkit::eventually(Duration::from_secs(20), "the room to be gone", || async {
         stack.room_identities(&room).await.is_none().then_some(())
     })
@@ -221,9 +232,10 @@ async fn an_operator_kills_a_live_session_from_the_dashboard_in_headless_chromiu
         "04-session-detail",
         "05-usage",
         "06-incidents",
-        "07-bans",
-        "08-kill-confirm",
-        "09-after-kill",
+        "07-incidents-resolved",
+        "08-bans",
+        "09-kill-confirm",
+        "10-after-kill",
     ] {
         let file = artefacts.join(format!("{name}.png"));
         let len = std::fs::metadata(&file)
