@@ -104,6 +104,11 @@ impl Alerts {
             ],
         });
         let peak_pct = percent(u.peak_concurrent, self.quota_concurrent);
+        // For Prometheus too (deploy/prometheus/alerts.yml): set by the replica that ran the
+        // check, so the rules take the max over replicas.
+        metrics::gauge!("livekit_quota_used_percent", "quota" => "participant_minutes")
+            .set(minutes_pct);
+        metrics::gauge!("livekit_quota_used_percent", "quota" => "concurrent").set(peak_pct);
         out.push(Reading {
             name: names::CONCURRENT,
             level: quota_level(peak_pct),
@@ -132,7 +137,9 @@ impl Alerts {
                 ("Silent for over", format!("{orphan_secs} s")),
             ],
         });
+        metrics::gauge!("orphaned_sessions").set(orphaned as f64);
         let pending = mq::pending_reports(c).await?;
+        metrics::gauge!("pending_reports").set(pending as f64);
         out.push(Reading {
             name: names::PENDING_REPORTS,
             level: if pending > PENDING_REPORTS_LIMIT {
