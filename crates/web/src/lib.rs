@@ -7,6 +7,7 @@ pub mod cursor;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod idempotency;
 pub mod middleware;
 pub mod rate_limit;
 pub mod server;

@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 
+mod chat;
+mod gifts;
 pub mod lifecycle;
 pub mod moderation;
 pub mod presence;
@@ -30,6 +32,10 @@ pub struct Config {
     pub max_speakers_audio: i32,
     /// `STAGE_INVITATION_TTL_SECONDS`: stage invitations and requests expire after it.
     pub stage_ttl: Duration,
+    /// `CHAT_RATE_PER_MIN`: chat messages per user per session (token bucket, same burst).
+    pub chat_rate_per_min: u32,
+    /// `GIFT_CREATOR_SHARE_PERCENT`: the host's share of a gift.
+    pub gift_share_percent: u8,
 }
 
 fn secs(name: &str, default: u64) -> anyhow::Result<Duration> {
@@ -51,6 +57,12 @@ impl Config {
             max_guests_video: env_parse("STAGE_MAX_GUESTS_VIDEO", 3)?,
             max_speakers_audio: env_parse("STAGE_MAX_SPEAKERS_AUDIO", 10)?,
             stage_ttl: secs("STAGE_INVITATION_TTL_SECONDS", 60)?,
+            chat_rate_per_min: env_parse("CHAT_RATE_PER_MIN", 20)?,
+            gift_share_percent: {
+                let share: u8 = env_parse("GIFT_CREATOR_SHARE_PERCENT", 70)?;
+                anyhow::ensure!(share <= 100, "GIFT_CREATOR_SHARE_PERCENT must be 0..=100");
+                share
+            },
         })
     }
 }
@@ -60,6 +72,8 @@ pub(crate) struct State {
     pub max_guests_video: i32,
     pub max_speakers_audio: i32,
     pub stage_ttl: Duration,
+    pub chat: chat::Chat,
+    pub gift_share_percent: u8,
 }
 
 /// The running service.
@@ -142,11 +156,19 @@ impl Application {
                 }
             }));
         }
+        let chat = chat::Chat::new(config.chat_rate_per_min);
+        tasks.push(chat.spawn_shrink(backbone.shutdown.subscribe()));
+        tasks.push(web::idempotency::spawn_purge(
+            backbone.pool.clone(),
+            backbone.shutdown.subscribe(),
+        ));
         let state = aw::Data::new(State {
             ctx,
             max_guests_video: config.max_guests_video,
             max_speakers_audio: config.max_speakers_audio,
             stage_ttl: config.stage_ttl,
+            chat,
+            gift_share_percent: config.gift_share_percent,
         });
         let verifier = aw::Data::new(web::Verifier(auth::JwtVerifier::hs256(
             config.common.jwt_secret.expose().as_bytes(),
@@ -196,6 +218,11 @@ impl Application {
                     "/v1/sessions/{id}/guests/{userId}/end",
                     aw::post().to(stage::end_turn),
                 )
+                // chat and gifts
+                .route("/v1/sessions/{id}/messages", aw::post().to(chat::post))
+                .route("/v1/sessions/{id}/messages", aw::get().to(chat::list))
+                .route("/v1/sessions/{id}/gifts", aw::post().to(gifts::send))
+                .route("/v1/gifts", aw::get().to(gifts::catalogue))
                 .default_service(aw::to(web::extract::not_found))
         })
         .disable_signals()

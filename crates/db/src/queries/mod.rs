@@ -3,7 +3,10 @@
 
 pub mod access;
 pub mod calls;
+pub mod chat;
 pub mod config;
+pub mod gifts;
+pub mod idempotency;
 pub mod moderation;
 pub mod profiles;
 pub mod push;

@@ -1,8 +1,11 @@
 //! session-manager end to end: livekit-sim → webhook-ingest → NATS → session-manager, with
 //! token-issuer for the tokens, all on real HTTP, a database and a NATS namespace of their own.
 
+mod chat;
 mod crash;
 mod e2e;
+mod gifts;
+mod money;
 mod ordering;
 mod reconcile;
 mod routes;
@@ -202,6 +205,8 @@ pub fn sm_config(
         max_guests_video: 3,
         max_speakers_audio: 10,
         stage_ttl: Duration::from_secs(60),
+        chat_rate_per_min: 20,
+        gift_share_percent: 70,
     }
 }
 
