@@ -176,6 +176,10 @@ pub async fn refresh_participant(
         // A guest who leaves the room loses the stage.
         crate::stage::on_departure(c, ctx, s, user).await?;
     }
+    if change == ConnectionChange::Joined && active && !was_ended && !is_host {
+        // An ex-guest may come back with a token from their time on stage.
+        crate::stage::on_join(c, ctx, s, user).await?;
+    }
     let host = s.creator_id.to_string();
     s.viewer_count = sessions::active_viewers(c, s.id).await? as i32;
     s.peak_viewers = if late || was_ended {

@@ -205,8 +205,8 @@ async fn grant_in_livekit(
 async fn revoke_in_livekit(ctx: &Ctx, s: &LiveSession, user: Uuid) -> Result<(), RoomError> {
     let identity = user.to_string();
     let current = with_retries(|| ctx.rooms.get_participant(&s.room_name, &identity)).await?;
-    let Some(current) = current else {
-        return Ok(());
+    let Some(current) = current.filter(|p| p.permission.can_publish || !p.tracks.is_empty()) else {
+        return Ok(()); // not in the room, or nothing to take away
     };
     for t in current.tracks.iter().filter(|t| !t.muted) {
         if let Err(e) = ctx
@@ -649,6 +649,28 @@ pub async fn on_departure(
         .is_some_and(|p| p.role == stage_role(session_type(s)).as_str());
     if on_stage {
         leave_stage(c, ctx, s, user).await?;
+    }
+    Ok(())
+}
+
+/// A user (re)joined the room. LiveKit gives what the token says, and a token fetched while
+/// the user was on stage still says co-host or speaker: an ex-guest back in the audience gets
+/// their publish rights taken away again, so the room gives no more than the role. Only users
+/// who were ever on stage in this session are looked at (one indexed read per join).
+pub async fn on_join(
+    c: &mut AsyncPgConnection,
+    ctx: &Ctx,
+    s: &LiveSession,
+    user: Uuid,
+) -> TxResult<()> {
+    let in_audience = sessions::participant(c, s.id, user)
+        .await?
+        .is_some_and(|p| p.role != stage_role(session_type(s)).as_str());
+    if !in_audience || stage::latest_accepted(c, s.id, user).await?.is_none() {
+        return Ok(());
+    }
+    if let Err(e) = revoke_in_livekit(ctx, s, user).await {
+        tracing::warn!(session.id = %s.id, user.id = %user, error = %e, "could not revoke the stale publish rights of an ex-guest");
     }
     Ok(())
 }

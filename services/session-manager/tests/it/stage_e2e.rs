@@ -192,3 +192,56 @@ async fn an_audio_room_speaker_gets_the_microphone_only() {
     .await;
     stack.shutdown().await;
 }
+
+/// A guest who fetched a token while on stage, was taken off it and comes back with that
+/// token: LiveKit would let them publish (the token says co-host); session-manager takes it
+/// away again when the join is reported.
+#[tokio::test]
+async fn an_ex_guest_rejoining_with_a_stale_token_cannot_publish() {
+    let stack = stack().await;
+    let (host, session) = stack.host_live("video_live").await;
+    let room = format!("live_video_{session}");
+    let guest = stack.viewer(session, "guest").await;
+    let (status, body) = stack.post(guest, &requests_path(session), None).await;
+    assert_eq!(status, 201, "{body}");
+    let req = body["request"]["id"].as_str().unwrap().to_owned();
+    let (status, body) = stack
+        .post(
+            host,
+            &request_path(session, &req),
+            Some(json!({"approve": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let stale = stack.token(guest, session).await;
+    let (status, _) = stack.post(host, &end_path(session, guest), None).await;
+    assert_eq!(status, 200);
+    stack.sim("leave", &room, guest).await;
+    stack.wait_webhooks_handled().await;
+
+    stack.join(&stale).await;
+    testkit::eventually(
+        Duration::from_secs(20),
+        "the stale rights revoked",
+        || async {
+            let p = in_sim(&stack, &room, guest).await;
+            (p["permission"]["canPublish"] == json!(false)).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(publish(&stack, &room, guest, "camera").await, 403);
+    assert_eq!(
+        stack.role_of(session, guest).await.0.as_deref(),
+        Some("viewer")
+    );
+    // Granted on approval, revoked at the end of the turn, revoked again at the stale join.
+    assert_eq!(
+        stack.sim_updates(guest).await,
+        [
+            (true, vec!["camera".to_owned(), "microphone".to_owned()]),
+            (false, vec![]),
+            (false, vec![]),
+        ]
+    );
+    stack.shutdown().await;
+}
