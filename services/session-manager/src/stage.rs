@@ -46,6 +46,8 @@ const LIVEKIT_ATTEMPTS: u32 = 3;
 const LIVEKIT_BACKOFF: [Duration; 2] = [Duration::from_millis(150), Duration::from_millis(450)];
 /// ...and all of it within this budget, so the host hears back in under 3 s.
 const LIVEKIT_BUDGET: Duration = Duration::from_millis(2500);
+/// What muting one track of a guest being demoted may take.
+const MUTE_TIMEOUT: Duration = Duration::from_millis(500);
 
 fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -209,13 +211,17 @@ async fn revoke_in_livekit(ctx: &Ctx, s: &LiveSession, user: Uuid) -> Result<(),
         return Ok(()); // not in the room, or nothing to take away
     };
     for t in current.tracks.iter().filter(|t| !t.muted) {
-        if let Err(e) = ctx
+        // Best effort and brief (the session stays locked meanwhile): the revocation below
+        // unpublishes the track anyway.
+        let mute = ctx
             .rooms
-            .mute_published_track(&s.room_name, &identity, &t.sid, true)
-            .await
-        {
-            // Best effort: the revocation below unpublishes the track anyway.
-            tracing::debug!(track.sid = %t.sid, error = %e, "could not mute a guest's track");
+            .mute_published_track(&s.room_name, &identity, &t.sid, true);
+        match tokio::time::timeout(MUTE_TIMEOUT, mute).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(track.sid = %t.sid, error = %e, "could not mute a guest's track")
+            }
+            Err(_) => tracing::debug!(track.sid = %t.sid, "muting a guest's track timed out"),
         }
     }
     with_retries(|| livekit::set_publishing(ctx.rooms.as_ref(), &s.room_name, &identity, &[]))

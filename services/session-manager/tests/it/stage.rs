@@ -861,3 +861,44 @@ async fn leaving_the_room_ends_the_turn_and_the_end_of_the_session_cancels_what_
     assert_error(status, &body, 409, "INVALID_TRANSITION");
     stack.shutdown().await;
 }
+
+/// An answer that comes after the invitation's time but before its deadline fired: expired
+/// on the spot (409), once; the deadline then has nothing left to do.
+#[tokio::test]
+async fn an_answer_after_the_time_expires_it_on_the_spot() {
+    let stack = stack().await;
+    let (host, session) = stack.host_live("video_live").await;
+    let viewer = stack.viewer(session, "viewer").await;
+    let inv = invite(&stack, host, session, viewer).await;
+    // The deadline is a minute away; the invitation's own time is over.
+    let id: Uuid = inv.parse().unwrap();
+    stack
+        .sql()
+        .await
+        .execute(
+            "UPDATE stage_requests SET created_at = now() - interval '2 minutes', \
+             expires_at = now() - interval '1 minute' WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let (status, body) = answer_invitation(&stack, viewer, session, &inv, true).await;
+    assert_error(status, &body, 409, "INVALID_TRANSITION");
+    assert_eq!(stack.stage_status(&inv).await, "expired");
+    assert_role(&stack, session, viewer, "viewer").await;
+    assert!(stack.sim_updates(viewer).await.is_empty());
+    assert_eq!(
+        stack.guest_event_names(session).await,
+        ["guest_invited", "guest_expired"]
+    );
+    assert_eq!(
+        stack
+            .count(
+                "SELECT count(*) FROM deadlines WHERE subject_id = $1 AND cancelled_at IS NOT NULL",
+                &[&id]
+            )
+            .await,
+        1
+    );
+    stack.shutdown().await;
+}
