@@ -23,10 +23,17 @@ EVENTS=${EVENTS:-20000}
 CONNECTIONS=${CONNECTIONS:-64}
 SSE_CLIENTS=${SSE_CLIENTS:-10000}
 SSE_EVENTS=${SSE_EVENTS:-20}
-SCENARIOS=${SCENARIOS:-"join-storm webhook-flood sse-fanout"}
+SCENARIOS=${SCENARIOS:-"join-storm webhook-flood sse-fanout call-storm chat-storm"}
+CHAT_PARTICIPANTS=${CHAT_PARTICIPANTS:-500}
+CHAT_MESSAGES=${CHAT_MESSAGES:-60}
+PAIRS=${PAIRS:-3000}
+CALL_CONCURRENCY=${CALL_CONCURRENCY:-64}
 TOKEN_PORT=18081
 WEBHOOK_PORT=18085
 NOTIFIER_PORT=18086
+CALLS_PORT=18083
+SESSIONS_PORT=18082
+SIM_PORT=17880
 DB=ipelya_bench
 
 bin=${CARGO_TARGET_DIR:-target}/release
@@ -46,12 +53,12 @@ export RUST_LOG=${RUST_LOG:-warn}
 unset OTEL_EXPORTER_OTLP_ENDPOINT
 
 echo "== build (release)"
-cargo build --release -p token-issuer -p webhook-ingest -p notifier -p loadgen
+cargo build --release -p token-issuer -p webhook-ingest -p notifier -p call-signaling -p session-manager -p livekit-sim -p loadgen
 
 scripts/services-up.sh
 
 port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for port in "$TOKEN_PORT" "$WEBHOOK_PORT" "$NOTIFIER_PORT"; do
+for port in "$TOKEN_PORT" "$WEBHOOK_PORT" "$NOTIFIER_PORT" "$CALLS_PORT" "$SESSIONS_PORT" "$SIM_PORT"; do
   if port_taken "$port"; then
     echo "port $port is already in use (an earlier loadtest still running?)" >&2
     exit 1
@@ -80,6 +87,19 @@ pids+=("$webhook_pid")
 HTTP_PORT=$NOTIFIER_PORT "$bin/notifier" >"$logs/notifier.log" 2>&1 &
 notifier_pid=$!
 pids+=("$notifier_pid")
+# livekit-sim for call-signaling's CreateRoom/DeleteRoom (no webhooks: nobody joins the calls)
+HTTP_PORT=$SIM_PORT SIM_BIND_ADDRESS=127.0.0.1 LIVEKIT_WEBHOOK_URLS= "$bin/livekit-sim" >"$logs/livekit-sim.log" 2>&1 &
+sim_pid=$!
+pids+=("$sim_pid")
+HTTP_PORT=$CALLS_PORT LIVEKIT_URL="http://127.0.0.1:$SIM_PORT" "$bin/call-signaling" >"$logs/call-signaling.log" 2>&1 &
+calls_pid=$!
+pids+=("$calls_pid")
+# session-manager for the chat storm (CHAT_RATE_PER_MIN stays at its 20: the storm shows the
+# limiter); no reconciliation during the run: the seeded session has no room in the sim.
+HTTP_PORT=$SESSIONS_PORT LIVEKIT_URL="http://127.0.0.1:$SIM_PORT" RECONCILE_INTERVAL_SECONDS=3600 \
+  "$bin/session-manager" >"$logs/session-manager.log" 2>&1 &
+sessions_pid=$!
+pids+=("$sessions_pid")
 
 wait_healthy() { # name port pid
   for _ in $(seq 1 120); do
@@ -98,6 +118,8 @@ wait_healthy() { # name port pid
 wait_healthy token-issuer "$TOKEN_PORT" "$token_pid"
 wait_healthy webhook-ingest "$WEBHOOK_PORT" "$webhook_pid"
 wait_healthy notifier "$NOTIFIER_PORT" "$notifier_pid"
+wait_healthy call-signaling "$CALLS_PORT" "$calls_pid"
+wait_healthy session-manager "$SESSIONS_PORT" "$sessions_pid"
 echo "token-issuer (pid $token_pid) on :$TOKEN_PORT, webhook-ingest (pid $webhook_pid) on :$WEBHOOK_PORT and notifier (pid $notifier_pid) on :$NOTIFIER_PORT are healthy"
 
 mkdir -p "$results"
@@ -142,11 +164,38 @@ if wants sse-fanout; then
   summaries+=("$line")
 fi
 
+if wants call-storm; then
+  out="$results/$stamp-call-storm.json"
+  echo "== call storm: $PAIRS pairs, $CALL_CONCURRENCY set-ups in flight"
+  line=$("$bin/loadgen" call-storm --url "http://127.0.0.1:$CALLS_PORT" \
+    --events-url "http://127.0.0.1:$NOTIFIER_PORT" \
+    --database-url "$DATABASE_URL" --pairs "$PAIRS" --concurrency "$CALL_CONCURRENCY" \
+    --cpu-watch "call-signaling=$calls_pid" --cpu-watch "notifier=$notifier_pid" --cpu-watch "livekit-sim=$sim_pid" \
+    --cpu-watch postgres --cpu-watch nats-server \
+    --out "$out")
+  echo "$line"
+  outputs+=("$out")
+  summaries+=("$line")
+fi
+
+if wants chat-storm; then
+  out="$results/$stamp-chat-storm.json"
+  echo "== chat storm: $CHAT_PARTICIPANTS participants × $CHAT_MESSAGES messages, $CONNECTIONS connections"
+  line=$("$bin/loadgen" chat-storm --url "http://127.0.0.1:$SESSIONS_PORT" \
+    --database-url "$DATABASE_URL" --participants "$CHAT_PARTICIPANTS" --messages "$CHAT_MESSAGES" \
+    --connections "$CONNECTIONS" \
+    --cpu-watch "session-manager=$sessions_pid" --cpu-watch postgres --cpu-watch "postgres:$DB" --cpu-watch nats-server \
+    --out "$out")
+  echo "$line"
+  outputs+=("$out")
+  summaries+=("$line")
+fi
+
 echo
 echo "== summary ($(git rev-parse --short HEAD 2>/dev/null || echo 'no commit'), $(nproc) cores)"
 printf '%s\n' "${summaries[@]}"
 echo "results: ${outputs[*]}"
-for name in token-issuer webhook-ingest notifier; do
+for name in token-issuer webhook-ingest notifier call-signaling session-manager livekit-sim; do
   lines=$(wc -l <"$logs/$name.log")
   [ "$lines" -eq 0 ] || echo "$name logged $lines lines at warn or above: $logs/$name.log"
 done

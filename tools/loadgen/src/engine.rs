@@ -51,7 +51,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         Outcome {
             requests: 0,
             ok: 0,
@@ -62,7 +62,7 @@ impl Outcome {
         }
     }
 
-    fn record(&mut self, result: Result<(), String>, latency: Duration) {
+    pub(crate) fn record(&mut self, result: Result<(), String>, latency: Duration) {
         self.requests += 1;
         match result {
             Ok(()) => {

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod call_storm;
 mod chat_storm;
 mod cpu;
 mod engine;
@@ -35,6 +36,9 @@ enum Scenario {
     /// Thousands of participants of one session on the notifier's event stream; time from
     /// an event's publish to the last client.
     SseFanout(sse_fanout::Args),
+    /// Pairs of users calling each other at once: initiate, push (notifier in log mode),
+    /// ringing, accept — the whole set-up per call.
+    CallStorm(call_storm::Args),
     /// Every participant of one live session posts chat messages through session-manager,
     /// past the rate limit: posts/s, 201 and 429 latencies.
     ChatStorm(chat_storm::Args),
@@ -46,13 +50,14 @@ impl Scenario {
         match self {
             Scenario::JoinStorm(a) => Some(&a.run),
             Scenario::WebhookFlood(a) => Some(&a.run),
-            Scenario::SseFanout(_) | Scenario::ChatStorm(_) => None,
+            Scenario::SseFanout(_) | Scenario::CallStorm(_) | Scenario::ChatStorm(_) => None,
         }
     }
 
     fn threads(&self) -> u16 {
         match self {
             Scenario::SseFanout(a) => a.threads,
+            Scenario::CallStorm(a) => a.threads,
             Scenario::ChatStorm(a) => a.threads,
             other => other.run_args().map_or(1, |r| r.threads),
         }
@@ -63,6 +68,7 @@ impl Scenario {
             Scenario::JoinStorm(_) => "join-storm",
             Scenario::WebhookFlood(_) => "webhook-flood",
             Scenario::SseFanout(_) => "sse-fanout",
+            Scenario::CallStorm(_) => "call-storm",
             Scenario::ChatStorm(_) => "chat-storm",
         }
     }
@@ -151,6 +157,7 @@ async fn run(scenario: Scenario) -> anyhow::Result<()> {
         Scenario::JoinStorm(a) => join_storm::prepare(a).await?,
         Scenario::WebhookFlood(a) => webhook_flood::prepare(a)?,
         Scenario::SseFanout(a) => return sse_fanout::run(a.clone()).await,
+        Scenario::CallStorm(a) => return call_storm::run(a.clone()).await,
         Scenario::ChatStorm(a) => return chat_storm::run(a.clone()).await,
     };
     let args = scenario
