@@ -221,6 +221,7 @@ pub async fn charge_pay_per_view(
             if inserted == 0 {
                 return Ok(ChargeOutcome::AlreadyPaid);
             }
+            crate::queries::profiles::lock_wallets(c, ppv.viewer, ppv.host).await?;
             let debited = diesel::update(
                 coin_wallets::table
                     .filter(coin_wallets::user_id.eq(ppv.viewer))

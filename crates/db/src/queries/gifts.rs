@@ -89,15 +89,7 @@ pub struct Send {
 /// at once cannot deadlock; the debit is guarded (`balance >= coins`) and the balance's
 /// `CHECK (balance >= 0)` stands behind it.
 pub async fn send(conn: &mut AsyncPgConnection, g: Send) -> DbResult<Option<SentGift>> {
-    let mut users = [g.sender, g.host];
-    users.sort();
-    coin_wallets::table
-        .filter(coin_wallets::user_id.eq_any(users))
-        .order(coin_wallets::user_id)
-        .select(coin_wallets::user_id)
-        .for_update()
-        .load::<Uuid>(conn)
-        .await?;
+    crate::queries::profiles::lock_wallets(conn, g.sender, g.host).await?;
     let debited = diesel::update(
         coin_wallets::table
             .filter(coin_wallets::user_id.eq(g.sender))

@@ -62,3 +62,23 @@ pub async fn set_balance(conn: &mut AsyncPgConnection, user: Uuid, balance: i64)
         .await?;
     Ok(())
 }
+
+/// Locks the wallets of two users, in id order: every transaction that moves coins between
+/// two wallets (a gift, a pay-per-view charge) takes them this way first, so two of them
+/// crossing the same pair of wallets cannot deadlock. A user without a wallet locks nothing.
+pub async fn lock_wallets(
+    conn: &mut AsyncPgConnection,
+    a: Uuid,
+    b: Uuid,
+) -> Result<(), diesel::result::Error> {
+    let mut users = [a, b];
+    users.sort();
+    coin_wallets::table
+        .filter(coin_wallets::user_id.eq_any(users))
+        .order(coin_wallets::user_id)
+        .select(coin_wallets::user_id)
+        .for_update()
+        .load::<Uuid>(conn)
+        .await?;
+    Ok(())
+}
