@@ -43,6 +43,9 @@ pub async fn schedule(
         .on_conflict_do_nothing()
         .execute(conn)
         .await?;
+    if inserted == 1 {
+        crate::wake::DEADLINES.notify_waiters();
+    }
     Ok(inserted == 1)
 }
 
@@ -201,8 +204,12 @@ pub async fn pending_count(pool: &Pool) -> anyhow::Result<i64> {
         .await?)
 }
 
-/// The longest the worker sleeps without looking (a `NOTIFY` may be lost with its connection).
+/// The longest the worker sleeps without looking (deadlines other processes wrote are
+/// found by looking; a local write wakes the worker).
 const MAX_SLEEP: Duration = Duration::from_millis(1000);
+
+/// How often the `deadlines_pending` gauge is refreshed.
+const GAUGE_EVERY: Duration = Duration::from_secs(1);
 
 /// The shortest pause when due rows are held by another replica or a round failed.
 const MIN_PAUSE: Duration = Duration::from_millis(100);
@@ -219,6 +226,9 @@ pub fn spawn_worker(
     crate::listen::spawn_listener(db_url, "deadlines", wake.clone(), shutdown.clone());
     tokio::spawn(async move {
         let mut backoff: HashMap<Uuid, (tokio::time::Instant, u32)> = HashMap::new();
+        // Looks left after a local write (its transaction commits a moment later).
+        let mut after_write: usize = crate::wake::AFTER_WRITE.len();
+        let mut last_gauge = tokio::time::Instant::now() - GAUGE_EVERY;
         loop {
             if *shutdown.borrow() {
                 return;
@@ -250,8 +260,13 @@ pub fn spawn_worker(
                     }
                 }
             }
-            if let Ok(n) = pending_count(&pool).await {
-                metrics::gauge!("deadlines_pending").set(n as f64);
+            // A count over every pending row: at most once a second, not once a round
+            // (rounds come as often as deadlines are written).
+            if last_gauge.elapsed() >= GAUGE_EVERY {
+                last_gauge = tokio::time::Instant::now();
+                if let Ok(n) = pending_count(&pool).await {
+                    metrics::gauge!("deadlines_pending").set(n as f64);
+                }
             }
             let skip: Vec<Uuid> = backoff.keys().copied().collect();
             let next_retry = backoff.values().map(|(until, _)| *until).min();
@@ -274,7 +289,12 @@ pub fn spawn_worker(
             if failed && sleep.is_zero() {
                 sleep = MIN_PAUSE;
             }
+            if let Some(pause) = crate::wake::AFTER_WRITE.get(after_write) {
+                sleep = sleep.min(*pause);
+                after_write += 1;
+            }
             tokio::select! {
+                _ = crate::wake::DEADLINES.notified() => after_write = 0,
                 _ = wake.notified() => {}
                 _ = tokio::time::sleep(sleep) => {}
                 _ = shutdown.changed() => return,

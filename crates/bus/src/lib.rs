@@ -8,6 +8,7 @@ pub mod outbox;
 pub mod relay;
 pub mod subjects;
 pub mod trace;
+mod wake;
 
 /// The generated protobuf types of `proto/events.proto`.
 #[allow(clippy::all, missing_docs)]

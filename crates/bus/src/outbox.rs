@@ -44,5 +44,6 @@ pub async fn enqueue_all(
         .values(&rows)
         .execute(conn)
         .await?;
+    crate::wake::OUTBOX.notify_waiters();
     Ok(())
 }

@@ -26,7 +26,7 @@ pub const PARKED: i32 = 1_000;
 pub struct RelayConfig {
     /// Rows claimed per transaction.
     pub batch: i64,
-    /// Fallback poll when no `NOTIFY` arrives.
+    /// Fallback poll for rows written by other processes (a local write wakes the relay).
     pub poll_interval: Duration,
     /// Published rows older than this are pruned.
     pub retention: Duration,
@@ -36,7 +36,7 @@ impl Default for RelayConfig {
     fn default() -> Self {
         RelayConfig {
             batch: 256,
-            poll_interval: Duration::from_secs(1),
+            poll_interval: Duration::from_millis(250),
             retention: Duration::from_secs(3600),
         }
     }
@@ -156,10 +156,14 @@ pub fn spawn_relay(
     tokio::spawn(async move {
         let mut last_prune = tokio::time::Instant::now();
         let mut failures: u32 = 0;
+        // Looks left after a local write (its transaction commits a moment later).
+        let mut after_write: usize = crate::wake::AFTER_WRITE.len();
+        let mut last_gauge = tokio::time::Instant::now() - Duration::from_secs(1);
         loop {
             match relay_batch(&pool, &js, config.batch).await {
                 Ok(n) if n > 0 => {
                     failures = 0;
+                    after_write = crate::wake::AFTER_WRITE.len();
                     continue; // more may be waiting
                 }
                 Ok(_) => failures = 0,
@@ -170,8 +174,12 @@ pub fn spawn_relay(
                     }
                 }
             }
-            if let Ok(n) = backlog(&pool).await {
-                metrics::gauge!("outbox_backlog").set(n as f64);
+            // A count over the backlog: at most once a second, not once a round.
+            if last_gauge.elapsed() >= Duration::from_secs(1) {
+                last_gauge = tokio::time::Instant::now();
+                if let Ok(n) = backlog(&pool).await {
+                    metrics::gauge!("outbox_backlog").set(n as f64);
+                }
             }
             if last_prune.elapsed() > Duration::from_secs(60) {
                 last_prune = tokio::time::Instant::now();
@@ -181,10 +189,14 @@ pub fn spawn_relay(
             }
             let pause = if failures > 0 {
                 Duration::from_millis(200 * u64::from(failures.min(10)))
+            } else if let Some(pause) = crate::wake::AFTER_WRITE.get(after_write) {
+                after_write += 1;
+                *pause
             } else {
                 config.poll_interval
             };
             tokio::select! {
+                _ = crate::wake::OUTBOX.notified(), if failures == 0 => after_write = 0,
                 _ = wake.notified(), if failures == 0 => {}
                 _ = tokio::time::sleep(pause) => {}
                 _ = shutdown.changed() => {

@@ -1,0 +1,4 @@
+CREATE TRIGGER outbox_notify AFTER INSERT ON outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify();
+CREATE TRIGGER deadlines_notify AFTER INSERT ON deadlines
+    FOR EACH STATEMENT EXECUTE FUNCTION deadlines_notify();
