@@ -302,3 +302,33 @@ pub fn spawn_worker(
         }
     })
 }
+
+/// Keeps one periodic deadline (`kind` for `subject`, due `every` from when it is
+/// scheduled) pending: every replica runs this, and the one pending deadline per kind and
+/// subject makes one replica fire each round. The handler of `kind` does the periodic work
+/// (a reconciliation, an alert check) when it fires. Stops with `shutdown`.
+pub fn keep_scheduled(
+    pool: Pool,
+    kind: &'static str,
+    subject: Uuid,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let scheduled = async {
+                let mut conn = db::pool::conn(&pool).await?;
+                let due = Utc::now() + chrono::Duration::from_std(every)?;
+                schedule(&mut conn, kind, subject, due, serde_json::json!({})).await?;
+                anyhow::Ok(())
+            };
+            if let Err(e) = scheduled.await {
+                tracing::warn!(deadline.kind = kind, error = %e, "could not schedule the periodic deadline");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every.min(Duration::from_secs(30))) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    })
+}

@@ -111,22 +111,13 @@ impl Application {
                 backbone.shutdown.subscribe(),
             ),
         ];
-        {
-            let ctx = ctx.clone();
-            let mut shutdown = backbone.shutdown.subscribe();
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    let every = ctx.timings.reconcile_every;
-                    if let Err(e) = reconcile::ensure_scheduled(&ctx, every).await {
-                        tracing::warn!(error = %e, "could not schedule the call reconciliation");
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(every.min(Duration::from_secs(30))) => {}
-                        _ = shutdown.changed() => return,
-                    }
-                }
-            }));
-        }
+        tasks.push(bus::deadlines::keep_scheduled(
+            backbone.pool.clone(),
+            kinds::RECONCILE,
+            reconcile::SUBJECT,
+            ctx.timings.reconcile_every,
+            backbone.shutdown.subscribe(),
+        ));
         let health = aw::Data::new(
             backbone
                 .health()

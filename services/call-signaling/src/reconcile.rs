@@ -16,27 +16,11 @@ use diesel_async::AsyncConnection;
 use domain::call::CallStatus;
 use uuid::Uuid;
 
-use crate::lifecycle::{self, Ctx, kinds, status_of};
+use crate::lifecycle::{self, Ctx, status_of};
 use crate::room_events::{on_room_event, party};
 
 /// The subject of the one periodic reconciliation deadline.
 pub const SUBJECT: Uuid = Uuid::nil();
-
-/// Makes sure the next reconciliation is scheduled (every replica calls this; the unique
-/// pending deadline per kind and subject keeps one).
-pub async fn ensure_scheduled(ctx: &Ctx, every: std::time::Duration) -> anyhow::Result<()> {
-    let mut conn = db::pool::conn(&ctx.pool).await?;
-    let due = Utc::now() + chrono::Duration::from_std(every)?;
-    bus::deadlines::schedule(
-        &mut conn,
-        kinds::RECONCILE,
-        SUBJECT,
-        due,
-        serde_json::json!({}),
-    )
-    .await?;
-    Ok(())
-}
 
 /// Reconciles every answered call; returns how many were repaired.
 pub async fn reconcile_all(ctx: &Ctx) -> anyhow::Result<usize> {

@@ -353,14 +353,6 @@ impl bus::deadlines::DeadlineHandler for AlertTimer {
     }
 }
 
-/// Makes sure the next check is scheduled (one pending deadline at a time).
-pub async fn ensure_scheduled(pool: &db::Pool, every: Duration) -> anyhow::Result<()> {
-    let mut conn = db::pool::conn(pool).await?;
-    let due = Utc::now() + chrono::Duration::from_std(every)?;
-    bus::deadlines::schedule(&mut conn, KIND, SUBJECT, due, json!({})).await?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

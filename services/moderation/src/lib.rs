@@ -243,24 +243,15 @@ impl Application {
             Arc::new(alerts::AlertTimer { alerts: checker }),
             backbone.shutdown.subscribe(),
         ));
-        {
-            // One pending check at a time (a deadline row): whichever replica claims it runs
-            // the round, so an alert is sent once however many replicas run.
-            let pool = backbone.pool.clone();
-            let every = config.alerts.check_interval;
-            let mut shutdown = backbone.shutdown.subscribe();
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    if let Err(e) = alerts::ensure_scheduled(&pool, every).await {
-                        tracing::warn!(error = %e, "could not schedule the alert check");
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(every.min(Duration::from_secs(30))) => {}
-                        _ = shutdown.changed() => return,
-                    }
-                }
-            }));
-        }
+        // One pending check at a time (a deadline row): whichever replica claims it runs the
+        // round, so an alert is sent once however many replicas run.
+        tasks.push(bus::deadlines::keep_scheduled(
+            backbone.pool.clone(),
+            alerts::KIND,
+            alerts::SUBJECT,
+            config.alerts.check_interval,
+            backbone.shutdown.subscribe(),
+        ));
         let health = aw::Data::new(
             backbone
                 .health()

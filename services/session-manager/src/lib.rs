@@ -140,22 +140,13 @@ impl Application {
             Arc::new(timers::Timers { ctx: ctx.clone() }),
             backbone.shutdown.subscribe(),
         ));
-        {
-            let ctx = ctx.clone();
-            let mut shutdown = backbone.shutdown.subscribe();
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    if let Err(e) = timers::ensure_reconcile_scheduled(&ctx).await {
-                        tracing::warn!(error = %e, "could not schedule the reconciliation");
-                    }
-                    let every = ctx.timings.reconcile_every.min(Duration::from_secs(30));
-                    tokio::select! {
-                        _ = tokio::time::sleep(every) => {}
-                        _ = shutdown.changed() => return,
-                    }
-                }
-            }));
-        }
+        tasks.push(bus::deadlines::keep_scheduled(
+            backbone.pool.clone(),
+            kinds::RECONCILE,
+            timers::RECONCILE_SUBJECT,
+            ctx.timings.reconcile_every,
+            backbone.shutdown.subscribe(),
+        ));
         let chat = chat::Chat::new(config.chat_rate_per_min);
         tasks.push(chat.spawn_shrink(backbone.shutdown.subscribe()));
         tasks.push(web::idempotency::spawn_purge(

@@ -99,22 +99,6 @@ impl Timers {
     }
 }
 
-/// Makes sure the next reconciliation is scheduled (every replica calls this; the unique
-/// pending deadline per subject keeps one).
-pub async fn ensure_reconcile_scheduled(ctx: &Ctx) -> anyhow::Result<()> {
-    let mut conn = db::pool::conn(&ctx.pool).await?;
-    let due = Utc::now() + chrono::Duration::from_std(ctx.timings.reconcile_every)?;
-    bus::deadlines::schedule(
-        &mut conn,
-        kinds::RECONCILE,
-        RECONCILE_SUBJECT,
-        due,
-        serde_json::json!({}),
-    )
-    .await?;
-    Ok(())
-}
-
 /// Reconciles every running session with LiveKit; returns how many were repaired.
 pub async fn reconcile_all(ctx: &Ctx) -> anyhow::Result<usize> {
     let running = {
