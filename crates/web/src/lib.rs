@@ -9,6 +9,7 @@ pub mod extract;
 pub mod health;
 pub mod idempotency;
 pub mod middleware;
+pub mod openapi;
 pub mod rate_limit;
 pub mod server;
 
