@@ -96,8 +96,20 @@ impl Subjects {
         self.namespace.is_some()
     }
 
-    /// Creates (or finds) every family's stream. Called by every service at start-up.
+    /// Creates (or finds) every family's stream, with `NATS_STREAM_REPLICAS` copies each.
+    /// Called by every service at start-up.
     pub async fn ensure_streams(&self, js: &jetstream::Context) -> anyhow::Result<()> {
+        self.ensure_streams_with_replicas(js, stream_replicas()?)
+            .await
+    }
+
+    /// [`Subjects::ensure_streams`] with an explicit replica count. A stream that exists
+    /// already keeps the count it was created with.
+    pub async fn ensure_streams_with_replicas(
+        &self,
+        js: &jetstream::Context,
+        replicas: usize,
+    ) -> anyhow::Result<()> {
         for family in Family::ALL {
             let config = stream::Config {
                 name: self.stream(family),
@@ -111,6 +123,7 @@ impl Subjects {
                 } else {
                     Duration::from_secs(7 * 24 * 3600)
                 },
+                num_replicas: replicas,
                 ..Default::default()
             };
             js.get_or_create_stream(config)
@@ -123,6 +136,7 @@ impl Subjects {
             subjects: vec![format!("{}deadletter.>", self.prefix())],
             storage: stream::StorageType::File,
             max_age: Duration::from_secs(14 * 24 * 3600),
+            num_replicas: replicas,
             ..Default::default()
         };
         js.get_or_create_stream(dead)
@@ -137,6 +151,25 @@ impl Subjects {
             Some(ns) => format!("{}_DEADLETTER", ns.to_uppercase()),
             None => "DEADLETTER".to_owned(),
         }
+    }
+}
+
+/// Copies JetStream keeps of each stream: `NATS_STREAM_REPLICAS`, 1 (a single server) unless
+/// set; 3 on a 3-node cluster, so a stream survives the loss of one node. Read here rather
+/// than in each service's configuration because every caller of `ensure_streams` (the
+/// services, the load generator) must create the streams alike.
+pub fn stream_replicas() -> anyhow::Result<usize> {
+    parse_replicas(std::env::var("NATS_STREAM_REPLICAS").ok().as_deref())
+}
+
+/// JetStream accepts 1 to 5 replicas.
+fn parse_replicas(value: Option<&str>) -> anyhow::Result<usize> {
+    let Some(v) = value.filter(|v| !v.is_empty()) else {
+        return Ok(1);
+    };
+    match v.parse::<usize>() {
+        Ok(n @ 1..=5) => Ok(n),
+        _ => anyhow::bail!("environment variable NATS_STREAM_REPLICAS=`{v}` is invalid: 1 to 5"),
     }
 }
 
@@ -156,5 +189,16 @@ mod tests {
         assert_eq!(ns.stream(Family::Call), "T1_CALL");
         assert_eq!(ns.event_type("t1.call.ringing"), "call.ringing");
         assert_eq!(ns.dead_letter("sm"), "t1.deadletter.sm");
+    }
+
+    #[test]
+    fn stream_replicas_default_to_one_and_stay_in_jetstream_range() {
+        assert_eq!(parse_replicas(None).unwrap(), 1);
+        assert_eq!(parse_replicas(Some("")).unwrap(), 1);
+        assert_eq!(parse_replicas(Some("3")).unwrap(), 3);
+        for bad in ["0", "6", "-1", "three", " 3"] {
+            let e = parse_replicas(Some(bad)).unwrap_err().to_string();
+            assert!(e.contains("NATS_STREAM_REPLICAS"), "{bad}: {e}");
+        }
     }
 }

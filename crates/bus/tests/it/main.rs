@@ -5,6 +5,7 @@
 mod consumer;
 mod deadlines;
 mod outbox;
+mod streams;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
