@@ -23,6 +23,26 @@ pub struct ErrorBody {
     pub error_code: String,
 }
 
+// What `web::error::success` answers, as a type: a handler answers `ok(status, payload)` and
+// its `#[utoipa::path]` names the body `Success<Payload>`, so the document and the answer come
+// from the same struct. (The doc comment below is the schema's description.)
+/// A success answer: `{"success":true, ...payload}`.
+#[derive(serde::Serialize, ToSchema)]
+pub struct Success<T> {
+    /// Always `true`.
+    pub success: bool,
+    #[serde(flatten)]
+    pub payload: T,
+}
+
+/// Answers `{"success":true, ...payload}` with the given status.
+pub fn ok<T: serde::Serialize>(status: actix_web::http::StatusCode, payload: T) -> HttpResponse {
+    HttpResponse::build(status).json(Success {
+        success: true,
+        payload,
+    })
+}
+
 /// `errorCode`'s schema: every code of `domain::ErrorCode`.
 pub fn error_code_schema() -> Schema {
     wire_enum(domain::ErrorCode::WIRE_NAMES)
