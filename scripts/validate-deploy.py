@@ -250,8 +250,13 @@ def check_k8s(root, rendered):
         tpl = (root / "deploy/gateway/ipelya.conf.template").read_text()
         if gwconf is None:
             fail("k8s", "no ConfigMap ipelya-gateway (build deploy/, not deploy/k8s)")
-        elif gwconf["data"].get("ipelya.conf.template") != tpl:
-            fail("k8s", "ConfigMap ipelya-gateway is not deploy/gateway/ipelya.conf.template")
+        else:
+            if gwconf["data"].get("ipelya.conf.template") != tpl:
+                fail("k8s", "ConfigMap ipelya-gateway is not deploy/gateway/ipelya.conf.template")
+            openapi = root / "deploy/gateway/openapi.json"
+            if openapi.exists() and gwconf["data"].get("openapi.json") != openapi.read_text():
+                fail("k8s", "ConfigMap ipelya-gateway lacks deploy/gateway/openapi.json "
+                            "(add gateway/openapi.json to deploy/kustomization.yaml's files)")
     print(f"k8s: {len(deployments)} Deployments (replicas, /health probes, resources, preStop, "
           f"grace >= {MIN_GRACE} s, PDBs), 3-node NATS with 3x streams, gateway from its template")
 
