@@ -16,6 +16,7 @@ use actix_web::{App, HttpServer, middleware::from_fn, web as aw};
 use tokio::task::JoinHandle;
 use web::backbone::Backbone;
 use web::config::{CommonConfig, LiveKitConfig};
+use web::openapi::BearerAuth;
 use web::server::env_parse;
 
 use crate::lifecycle::{Ctx, Timings, kinds};
@@ -48,6 +49,29 @@ impl Config {
             },
         })
     }
+}
+
+/// The OpenAPI document of the call routes, generated from the handlers.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "call-signaling", description = "Private 1-1 calls (API.md, call-signaling)."),
+    paths(
+        routes::initiate,
+        routes::history,
+        routes::get,
+        routes::accept,
+        routes::reject,
+        routes::cancel,
+        routes::end,
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+)]
+struct ApiDoc;
+
+/// What `GET /openapi.json` answers.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <ApiDoc as utoipa::OpenApi>::openapi()
 }
 
 pub(crate) struct State {
@@ -129,6 +153,7 @@ impl Application {
         )));
         let max_body = config.common.max_body_bytes;
         let port = listener.local_addr()?.port();
+        let doc = openapi();
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(web::middleware::observe))
@@ -139,6 +164,7 @@ impl Application {
                 .app_data(web::extract::query_config())
                 .app_data(web::extract::path_config())
                 .configure(web::health::routes)
+                .configure(web::openapi::route(doc.clone()))
                 .route("/v1/calls", aw::post().to(routes::initiate))
                 .route("/v1/calls", aw::get().to(routes::history))
                 .route("/v1/calls/{id}", aw::get().to(routes::get))

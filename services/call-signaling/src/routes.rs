@@ -1,4 +1,5 @@
-//! The call routes of API.md.
+//! The call routes of API.md. Every answer is a typed struct (`CallBody`, `CallPage`) that
+//! both the handler serializes and the OpenAPI document describes.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web as aw};
@@ -9,38 +10,100 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use domain::ErrorCode;
 use domain::call::{CallEndReason, CallEvent, CallParty, CallStatus, CallType};
 use domain::rooms::call_room;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::openapi::schema::Schema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
-use web::error::success;
+use web::openapi::{ErrorBody, Success, nullable_wire_enum, ok, wire_enum};
 use web::{ApiError, AuthUser};
 
 use crate::State;
 use crate::lifecycle::{self, Applied, call_event, kinds, status_of};
 
+fn call_type_schema() -> Schema {
+    wire_enum(CallType::WIRE_NAMES)
+}
+
+fn call_status_schema() -> Schema {
+    wire_enum(CallStatus::WIRE_NAMES)
+}
+
+fn end_reason_schema() -> Schema {
+    nullable_wire_enum(CallEndReason::WIRE_NAMES)
+}
+
+/// RFC 3339 UTC with milliseconds, as every time of API.md.
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 /// The call as API.md describes it.
-pub fn call_json(c: &Call) -> Value {
-    let ts = |t: Option<DateTime<Utc>>| {
-        t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-    };
-    json!({
-        "id": c.id,
-        "callerId": c.caller_id,
-        "calleeId": c.callee_id,
-        "callType": c.call_type,
-        "status": c.status,
-        "roomName": c.room_name,
-        "endedReason": c.ended_reason,
-        "createdAt": ts(Some(c.created_at)),
-        "ringingAt": ts(c.ringing_at),
-        "answeredAt": ts(c.answered_at),
-        "liveAt": ts(c.live_at),
-        "endedAt": ts(c.ended_at),
-    })
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallView {
+    id: Uuid,
+    caller_id: Uuid,
+    callee_id: Uuid,
+    #[schema(schema_with = call_type_schema)]
+    call_type: String,
+    #[schema(schema_with = call_status_schema)]
+    status: String,
+    /// The LiveKit room of the call.
+    room_name: String,
+    /// Why the call is over; `null` while it is not.
+    #[schema(schema_with = end_reason_schema)]
+    ended_reason: Option<String>,
+    #[schema(format = DateTime)]
+    created_at: String,
+    /// When the callee's device confirmed the push.
+    #[schema(format = DateTime)]
+    ringing_at: Option<String>,
+    #[schema(format = DateTime)]
+    answered_at: Option<String>,
+    /// When both parties were in the room.
+    #[schema(format = DateTime)]
+    live_at: Option<String>,
+    #[schema(format = DateTime)]
+    ended_at: Option<String>,
+}
+
+impl From<&Call> for CallView {
+    fn from(c: &Call) -> Self {
+        CallView {
+            id: c.id,
+            caller_id: c.caller_id,
+            callee_id: c.callee_id,
+            call_type: c.call_type.clone(),
+            status: c.status.clone(),
+            room_name: c.room_name.clone(),
+            ended_reason: c.ended_reason.clone(),
+            created_at: ts(c.created_at),
+            ringing_at: c.ringing_at.map(ts),
+            answered_at: c.answered_at.map(ts),
+            live_at: c.live_at.map(ts),
+            ended_at: c.ended_at.map(ts),
+        }
+    }
+}
+
+/// `{"call":{...}}`: the answer of every route about one call.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallBody {
+    call: CallView,
+}
+
+/// A page of the history, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallPage {
+    calls: Vec<CallView>,
+    /// The `cursor` of the next page; `null` on the last one.
+    next_cursor: Option<String>,
 }
 
 fn call_body(status: StatusCode, c: &Call) -> HttpResponse {
-    success(status, json!({ "call": call_json(c) }))
+    ok(status, CallBody { call: c.into() })
 }
 
 fn not_found() -> ApiError {
@@ -70,14 +133,31 @@ fn party_of(c: &Call, user: Uuid) -> Option<CallParty> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// The body of `POST /v1/calls`.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InitiateCall {
     callee_id: Uuid,
+    #[schema(schema_with = call_type_schema)]
     call_type: CallType,
 }
 
 /// `POST /v1/calls`.
+#[utoipa::path(
+    post,
+    path = "/v1/calls",
+    tag = "calls",
+    request_body = InitiateCall,
+    responses(
+        (status = 201, description = "The call, `initiated`; the callee's push goes out", body = Success<CallBody>),
+        (status = 401, description = "No valid token, or it names no profile", body = ErrorBody),
+        (status = 403, description = "`BANNED` (the caller is banned) or `FORBIDDEN` (the callee blocked or banned the caller)", body = ErrorBody),
+        (status = 404, description = "No such user to call", body = ErrorBody),
+        (status = 409, description = "`BUSY`: either party is in an active call (the attempt is kept as a `busy` call)", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 422, description = "Bad body, or calling oneself", body = ErrorBody),
+    )
+)]
 pub async fn initiate(
     user: AuthUser,
     state: aw::Data<State>,
@@ -290,6 +370,21 @@ async fn request(
     Ok(call_body(StatusCode::OK, &call))
 }
 
+/// `POST /v1/calls/{id}/accept` (callee): `ringing → accepted`.
+#[utoipa::path(
+    post,
+    path = "/v1/calls/{id}/accept",
+    tag = "calls",
+    params(("id" = Uuid, Path, description = "The call")),
+    responses(
+        (status = 200, description = "The call after the change", body = Success<CallBody>),
+        (status = 401, description = "No valid token, or it names no profile", body = ErrorBody),
+        (status = 403, description = "The other party's request", body = ErrorBody),
+        (status = 404, description = "`CALL_NOT_FOUND`: unknown, or not a call of the caller", body = ErrorBody),
+        (status = 409, description = "`INVALID_TRANSITION` from the call's status", body = ErrorBody),
+        (status = 422, description = "The id is not a UUID", body = ErrorBody),
+    )
+)]
 pub async fn accept(
     user: AuthUser,
     state: aw::Data<State>,
@@ -298,6 +393,21 @@ pub async fn accept(
     request(user, &state, path.into_inner(), CallEvent::Accept).await
 }
 
+/// `POST /v1/calls/{id}/reject` (callee): `ringing → rejected`.
+#[utoipa::path(
+    post,
+    path = "/v1/calls/{id}/reject",
+    tag = "calls",
+    params(("id" = Uuid, Path, description = "The call")),
+    responses(
+        (status = 200, description = "The call after the change", body = Success<CallBody>),
+        (status = 401, description = "No valid token, or it names no profile", body = ErrorBody),
+        (status = 403, description = "The other party's request", body = ErrorBody),
+        (status = 404, description = "`CALL_NOT_FOUND`: unknown, or not a call of the caller", body = ErrorBody),
+        (status = 409, description = "`INVALID_TRANSITION` from the call's status", body = ErrorBody),
+        (status = 422, description = "The id is not a UUID", body = ErrorBody),
+    )
+)]
 pub async fn reject(
     user: AuthUser,
     state: aw::Data<State>,
@@ -306,6 +416,21 @@ pub async fn reject(
     request(user, &state, path.into_inner(), CallEvent::Reject).await
 }
 
+/// `POST /v1/calls/{id}/cancel` (caller): `initiated|ringing → cancelled`.
+#[utoipa::path(
+    post,
+    path = "/v1/calls/{id}/cancel",
+    tag = "calls",
+    params(("id" = Uuid, Path, description = "The call")),
+    responses(
+        (status = 200, description = "The call after the change", body = Success<CallBody>),
+        (status = 401, description = "No valid token, or it names no profile", body = ErrorBody),
+        (status = 403, description = "The other party's request", body = ErrorBody),
+        (status = 404, description = "`CALL_NOT_FOUND`: unknown, or not a call of the caller", body = ErrorBody),
+        (status = 409, description = "`INVALID_TRANSITION` from the call's status", body = ErrorBody),
+        (status = 422, description = "The id is not a UUID", body = ErrorBody),
+    )
+)]
 pub async fn cancel(
     user: AuthUser,
     state: aw::Data<State>,
@@ -314,6 +439,21 @@ pub async fn cancel(
     request(user, &state, path.into_inner(), CallEvent::Cancel).await
 }
 
+/// `POST /v1/calls/{id}/end` (either party): `accepted|live → ended`; deletes the LiveKit room.
+#[utoipa::path(
+    post,
+    path = "/v1/calls/{id}/end",
+    tag = "calls",
+    params(("id" = Uuid, Path, description = "The call")),
+    responses(
+        (status = 200, description = "The call after the change", body = Success<CallBody>),
+        (status = 401, description = "No valid token, or it names no profile", body = ErrorBody),
+        (status = 403, description = "The other party's request", body = ErrorBody),
+        (status = 404, description = "`CALL_NOT_FOUND`: unknown, or not a call of the caller", body = ErrorBody),
+        (status = 409, description = "`INVALID_TRANSITION` from the call's status", body = ErrorBody),
+        (status = 422, description = "The id is not a UUID", body = ErrorBody),
+    )
+)]
 pub async fn end(
     user: AuthUser,
     state: aw::Data<State>,
@@ -323,6 +463,18 @@ pub async fn end(
 }
 
 /// `GET /v1/calls/{id}`: either party.
+#[utoipa::path(
+    get,
+    path = "/v1/calls/{id}",
+    tag = "calls",
+    params(("id" = Uuid, Path, description = "The call")),
+    responses(
+        (status = 200, description = "The call", body = Success<CallBody>),
+        (status = 401, description = "No valid token, or it names no profile", body = ErrorBody),
+        (status = 404, description = "`CALL_NOT_FOUND`: unknown, or not a call of the caller", body = ErrorBody),
+        (status = 422, description = "The id is not a UUID", body = ErrorBody),
+    )
+)]
 pub async fn get(
     user: AuthUser,
     state: aw::Data<State>,
@@ -337,15 +489,32 @@ pub async fn get(
     Ok(call_body(StatusCode::OK, &call))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
+    /// Only calls in this status.
+    #[param(schema_with = call_status_schema)]
     status: Option<CallStatus>,
+    /// Page size (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
+    /// `nextCursor` of the previous page.
     cursor: Option<String>,
 }
 
 /// `GET /v1/calls`: the user's calls, as caller or callee, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/calls",
+    tag = "calls",
+    params(HistoryQuery),
+    responses(
+        (status = 200, description = "A page of the caller's calls", body = Success<CallPage>),
+        (status = 401, description = "No valid token, or it names no profile", body = ErrorBody),
+        (status = 422, description = "Bad query: unknown parameter or status, limit out of range, a cursor not ours", body = ErrorBody),
+    )
+)]
 pub async fn history(
     user: AuthUser,
     state: aw::Data<State>,
@@ -371,8 +540,11 @@ pub async fn history(
     } else {
         None
     };
-    Ok(success(
+    Ok(ok(
         StatusCode::OK,
-        json!({ "calls": page.iter().map(call_json).collect::<Vec<_>>(), "nextCursor": next }),
+        CallPage {
+            calls: page.iter().map(CallView::from).collect(),
+            next_cursor: next,
+        },
     ))
 }

@@ -7,6 +7,7 @@ mod concurrency;
 mod crash;
 mod e2e;
 mod events;
+mod openapi;
 mod rooms;
 mod routes;
 mod timers;
