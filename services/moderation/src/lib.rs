@@ -18,6 +18,7 @@ use actix_web::{App, HttpServer, middleware::from_fn, web as aw};
 use tokio::task::JoinHandle;
 use web::backbone::Backbone;
 use web::config::{CommonConfig, LiveKitConfig};
+use web::openapi::BearerAuth;
 use web::server::{env_or, env_parse};
 
 /// The moderation service's configuration.
@@ -109,6 +110,51 @@ pub(crate) struct State {
     pub quota_participant_minutes: i64,
     pub quota_concurrent: i64,
     pub apply_wait: Duration,
+}
+
+/// The OpenAPI document of the JSON routes, generated from the handlers. The dashboard's
+/// page and assets (`/ops`, `/ops/assets/*`, HTML and static files, no data) are not in it.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "moderation",
+        description = "Moderation and the operators' API (API.md, moderation and operators). \
+                       `/v1/ops/*` needs a profile whose role is `admin` or `ops`."
+    ),
+    paths(
+        routes::kick,
+        routes::ban,
+        routes::unban,
+        routes::creator_ban,
+        routes::creator_bans,
+        routes::creator_unban,
+        routes::delete_message,
+        routes::report,
+        ops::sessions,
+        ops::session,
+        ops::terminate,
+        ops::kick,
+        ops::global_ban,
+        ops::global_unban,
+        ops::bans,
+        ops::reports,
+        ops::resolve,
+        ops::get_config,
+        ops::kill_switch,
+        stats::usage_route,
+        stats::daily,
+        stats::top_creators,
+        stats::problem_sessions,
+        stats::recent_creators,
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+)]
+struct ApiDoc;
+
+/// What `GET /openapi.json` answers.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <ApiDoc as utoipa::OpenApi>::openapi()
 }
 
 /// The moderation and operators' routes of API.md (and a few of ours for the dashboard:
@@ -270,6 +316,7 @@ impl Application {
         )));
         let max_body = config.common.max_body_bytes;
         let port = listener.local_addr()?.port();
+        let doc = openapi();
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(web::middleware::observe))
@@ -281,6 +328,7 @@ impl Application {
                 .app_data(web::extract::path_config())
                 .configure(web::health::routes)
                 .configure(routes_of)
+                .configure(web::openapi::route(doc.clone()))
                 .configure(dashboard::routes)
                 .default_service(aw::to(web::extract::not_found))
         })

@@ -9,62 +9,178 @@ use db::queries::{config, profiles, sessions};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use domain::ErrorCode;
 use domain::moderation::{MAX_BAN_HOURS, ReportAction, ReportStatus};
-use domain::session::SessionStatus;
-use serde::Deserialize;
+use domain::roles::Role;
+use domain::session::{AccessType, EndReason, SessionStatus, SessionType};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::openapi::schema::Schema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
-use web::error::success;
+use web::openapi::{ErrorBody, Success, nullable_wire_enum, ok, wire_enum};
 use web::{ApiError, AuthUser};
 
 use crate::State;
 use crate::authz;
 use crate::events::{self, Action, actions};
-use crate::routes::{self, Wait, reason, report_json, ts, ts_opt};
+use crate::routes::{
+    self, CreatorBanView, ReportBody, ReportView, SessionBanView, Wait, reason, ts, ts_opt,
+};
+
+pub(crate) fn session_status_schema() -> Schema {
+    wire_enum(SessionStatus::WIRE_NAMES)
+}
+
+fn session_filter_schema() -> Schema {
+    wire_enum(&[SessionStatus::WIRE_NAMES, &["active"]].concat())
+}
+
+fn session_type_schema() -> Schema {
+    wire_enum(SessionType::WIRE_NAMES)
+}
+
+fn access_type_schema() -> Schema {
+    wire_enum(AccessType::WIRE_NAMES)
+}
+
+fn end_reason_schema() -> Schema {
+    nullable_wire_enum(EndReason::WIRE_NAMES)
+}
+
+fn room_role_schema() -> Schema {
+    wire_enum(Role::WIRE_NAMES)
+}
+
+/// `profiles.role` (the main app's column; `admin` and `ops` are operators).
+fn profile_role_schema() -> Schema {
+    nullable_wire_enum(&["user", "admin", "ops"])
+}
+
+fn report_action_schema() -> Schema {
+    wire_enum(ReportAction::WIRE_NAMES)
+}
+
+fn report_status_schema() -> Schema {
+    wire_enum(ReportStatus::WIRE_NAMES)
+}
 
 /// A session as the operators see it (API.md's session fields plus the creator's name, the
 /// participant count and the time it has been running).
-fn session_json(s: &LiveSession, creator: Option<&str>, participants: Option<i64>) -> Value {
-    let until = s.ended_at.unwrap_or_else(Utc::now);
-    let duration = s
-        .started_at
-        .map(|st| (until - st).num_seconds().max(0))
-        .unwrap_or(0);
-    json!({
-        "id": s.id,
-        "creatorId": s.creator_id,
-        "creatorUsername": creator,
-        "title": s.title,
-        "sessionType": s.session_type,
-        "accessType": s.access_type,
-        "priceCoins": s.price_coins,
-        "status": s.status,
-        "roomName": s.room_name,
-        "createdAt": ts(s.created_at),
-        "startedAt": ts_opt(s.started_at),
-        "endedAt": ts_opt(s.ended_at),
-        "endReason": s.end_reason,
-        "hostLeftAt": ts_opt(s.host_left_at),
-        "lastActivityAt": ts(s.last_activity_at),
-        "viewerCount": s.viewer_count,
-        "peakViewers": s.peak_viewers,
-        "participantCount": participants,
-        "durationSeconds": duration,
-        "totalDurationSeconds": s.total_duration_seconds,
-        "totalMessages": s.total_messages,
-        "totalGiftsReceived": s.total_gifts_received,
-        "totalGiftCoins": s.total_gift_coins,
-    })
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OpsSession {
+    id: Uuid,
+    creator_id: Uuid,
+    /// `null` where the answer does not look it up (terminate).
+    creator_username: Option<String>,
+    title: String,
+    #[schema(schema_with = session_type_schema)]
+    session_type: String,
+    #[schema(schema_with = access_type_schema)]
+    access_type: String,
+    /// Pay-per-view only.
+    price_coins: Option<i64>,
+    #[schema(schema_with = session_status_schema)]
+    status: String,
+    room_name: String,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    started_at: Option<String>,
+    #[schema(format = DateTime)]
+    ended_at: Option<String>,
+    #[schema(schema_with = end_reason_schema)]
+    end_reason: Option<String>,
+    /// While `host_disconnected`.
+    #[schema(format = DateTime)]
+    host_left_at: Option<String>,
+    #[schema(format = DateTime)]
+    last_activity_at: String,
+    viewer_count: i32,
+    peak_viewers: i32,
+    /// Active participants, the host included while connected; `null` where the answer does
+    /// not count them (terminate).
+    participant_count: Option<i64>,
+    /// Since it started, until it ended or now.
+    duration_seconds: i64,
+    total_duration_seconds: i64,
+    total_messages: i64,
+    total_gifts_received: i64,
+    total_gift_coins: i64,
 }
 
-#[derive(Debug, Deserialize)]
+impl OpsSession {
+    fn of(s: &LiveSession, creator: Option<&str>, participants: Option<i64>) -> Self {
+        let until = s.ended_at.unwrap_or_else(Utc::now);
+        let duration = s
+            .started_at
+            .map(|st| (until - st).num_seconds().max(0))
+            .unwrap_or(0);
+        OpsSession {
+            id: s.id,
+            creator_id: s.creator_id,
+            creator_username: creator.map(str::to_owned),
+            title: s.title.clone(),
+            session_type: s.session_type.clone(),
+            access_type: s.access_type.clone(),
+            price_coins: s.price_coins,
+            status: s.status.clone(),
+            room_name: s.room_name.clone(),
+            created_at: ts(s.created_at),
+            started_at: ts_opt(s.started_at),
+            ended_at: ts_opt(s.ended_at),
+            end_reason: s.end_reason.clone(),
+            host_left_at: ts_opt(s.host_left_at),
+            last_activity_at: ts(s.last_activity_at),
+            viewer_count: s.viewer_count,
+            peak_viewers: s.peak_viewers,
+            participant_count: participants,
+            duration_seconds: duration,
+            total_duration_seconds: s.total_duration_seconds,
+            total_messages: s.total_messages,
+            total_gifts_received: s.total_gifts_received,
+            total_gift_coins: s.total_gift_coins,
+        }
+    }
+}
+
+/// A page of sessions, newest first, and the viewers on it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OpsSessionPage {
+    sessions: Vec<OpsSession>,
+    /// The `cursor` of the next page; `null` on the last one.
+    next_cursor: Option<String>,
+    /// `viewerCount` summed over this page.
+    total_viewers: i64,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SessionsQuery {
     /// A session status, or `active` (every non-ended one, the default).
+    #[param(schema_with = session_filter_schema)]
     status: Option<String>,
+    /// Page size (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
+    /// `nextCursor` of the previous page.
     cursor: Option<String>,
 }
 
+/// `GET /v1/ops/sessions`: sessions with their creator, type, participant count, duration.
+#[utoipa::path(
+    get,
+    path = "/v1/ops/sessions",
+    tag = "ops",
+    params(SessionsQuery),
+    responses(
+        (status = 200, description = "A page of sessions", body = Success<OpsSessionPage>),
+        (status = 401, description = "No valid token, or it names no profile", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+        (status = 422, description = "Bad query: unknown parameter or status, limit out of range, a cursor not ours", body = ErrorBody),
+    )
+)]
 pub async fn sessions(
     user: AuthUser,
     state: aw::Data<State>,
@@ -92,10 +208,10 @@ pub async fn sessions(
                 .map(|o| web::cursor::encode(o.session.created_at, o.session.id))
         })
         .flatten();
-    let items: Vec<Value> = page
+    let sessions = page
         .iter()
         .map(|o| {
-            session_json(
+            OpsSession::of(
                 &o.session,
                 Some(&o.creator_username),
                 Some(o.participant_count),
@@ -103,12 +219,83 @@ pub async fn sessions(
         })
         .collect();
     let viewers: i64 = page.iter().map(|o| i64::from(o.session.viewer_count)).sum();
-    Ok(success(
+    Ok(ok(
         StatusCode::OK,
-        json!({ "sessions": items, "nextCursor": next, "totalViewers": viewers }),
+        OpsSessionPage {
+            sessions,
+            next_cursor: next,
+            total_viewers: viewers,
+        },
     ))
 }
 
+/// Someone who has been in the session.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OpsParticipant {
+    user_id: Uuid,
+    username: String,
+    #[schema(schema_with = room_role_schema)]
+    role: String,
+    is_active: bool,
+    #[schema(format = DateTime)]
+    first_joined_at: Option<String>,
+    #[schema(format = DateTime)]
+    joined_at: Option<String>,
+    #[schema(format = DateTime)]
+    left_at: Option<String>,
+}
+
+/// A chat message; the text of a deleted one is `null`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OpsMessage {
+    id: Uuid,
+    user_id: Uuid,
+    body: Option<String>,
+    deleted: bool,
+    deleted_by: Option<Uuid>,
+    #[schema(format = DateTime)]
+    created_at: String,
+}
+
+/// The session's counters.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OpsSessionStats {
+    active_participants: i64,
+    unique_participants: usize,
+    viewer_count: i32,
+    peak_viewers: i32,
+    total_messages: i64,
+    total_gifts_received: i64,
+    total_gift_coins: i64,
+    duration_seconds: i64,
+}
+
+/// One session in detail: participants, stats, the last 50 chat messages.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OpsSessionDetail {
+    session: OpsSession,
+    participants: Vec<OpsParticipant>,
+    stats: OpsSessionStats,
+    messages: Vec<OpsMessage>,
+}
+
+/// `GET /v1/ops/sessions/{id}`: participants, stats, recent chat.
+#[utoipa::path(
+    get,
+    path = "/v1/ops/sessions/{id}",
+    tag = "ops",
+    params(("id" = Uuid, Path, description = "The session")),
+    responses(
+        (status = 200, description = "The session in detail", body = Success<OpsSessionDetail>),
+        (status = 401, description = "No valid token, or it names no profile", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+        (status = 404, description = "`SESSION_NOT_FOUND`", body = ErrorBody),
+        (status = 422, description = "The id is not a UUID", body = ErrorBody),
+    )
+)]
 pub async fn session(
     user: AuthUser,
     state: aw::Data<State>,
@@ -123,56 +310,60 @@ pub async fn session(
     let people = mq::participants_named(&mut conn, s.id).await?;
     let messages = mq::recent_messages(&mut conn, s.id, 50).await?;
     let active = people.iter().filter(|(p, _)| p.is_active).count() as i64;
-    let participants: Vec<Value> = people
+    let participants = people
         .iter()
-        .map(|(p, name)| {
-            json!({
-                "userId": p.user_id,
-                "username": name,
-                "role": p.role,
-                "isActive": p.is_active,
-                "firstJoinedAt": ts_opt(p.first_joined_at),
-                "joinedAt": ts_opt(p.joined_at),
-                "leftAt": ts_opt(p.left_at),
-            })
+        .map(|(p, name)| OpsParticipant {
+            user_id: p.user_id,
+            username: name.clone(),
+            role: p.role.clone(),
+            is_active: p.is_active,
+            first_joined_at: ts_opt(p.first_joined_at),
+            joined_at: ts_opt(p.joined_at),
+            left_at: ts_opt(p.left_at),
         })
         .collect();
-    let chat: Vec<Value> = messages
+    let chat = messages
         .iter()
-        .map(|m| {
-            json!({
-                "id": m.id,
-                "userId": m.user_id,
-                "body": if m.deleted_at.is_some() { Value::Null } else { json!(m.body) },
-                "deleted": m.deleted_at.is_some(),
-                "deletedBy": m.deleted_by,
-                "createdAt": ts(m.created_at),
-            })
+        .map(|m| OpsMessage {
+            id: m.id,
+            user_id: m.user_id,
+            body: m.deleted_at.is_none().then(|| m.body.clone()),
+            deleted: m.deleted_at.is_some(),
+            deleted_by: m.deleted_by,
+            created_at: ts(m.created_at),
         })
         .collect();
-    let detail = session_json(
+    let detail = OpsSession::of(
         &s,
         creator.as_ref().map(|c| c.username.as_str()),
         Some(active),
     );
-    Ok(success(
+    let stats = OpsSessionStats {
+        active_participants: active,
+        unique_participants: people.len(),
+        viewer_count: s.viewer_count,
+        peak_viewers: s.peak_viewers,
+        total_messages: s.total_messages,
+        total_gifts_received: s.total_gifts_received,
+        total_gift_coins: s.total_gift_coins,
+        duration_seconds: detail.duration_seconds,
+    };
+    Ok(ok(
         StatusCode::OK,
-        json!({
-            "session": detail,
-            "participants": participants,
-            "stats": {
-                "activeParticipants": active,
-                "uniqueParticipants": people.len(),
-                "viewerCount": s.viewer_count,
-                "peakViewers": s.peak_viewers,
-                "totalMessages": s.total_messages,
-                "totalGiftsReceived": s.total_gifts_received,
-                "totalGiftCoins": s.total_gift_coins,
-                "durationSeconds": detail["durationSeconds"],
-            },
-            "messages": chat,
-        }),
+        OpsSessionDetail {
+            session: detail,
+            participants,
+            stats,
+            messages: chat,
+        },
     ))
+}
+
+/// The session after a termination request, and whether it has ended yet.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Terminated {
+    session: OpsSession,
+    terminated: bool,
 }
 
 /// Terminate: session-manager owns the session, so moderation publishes
@@ -180,6 +371,21 @@ pub async fn session(
 /// room. The answer waits for that, bounded: 200 with the ended session, or 202 with the
 /// session as it still is when session-manager has not applied it in time (it will: the
 /// event is durable).
+#[utoipa::path(
+    post,
+    path = "/v1/ops/sessions/{id}/terminate",
+    tag = "ops",
+    params(("id" = Uuid, Path, description = "The session")),
+    responses(
+        (status = 200, description = "Ended, `admin_terminated`", body = Success<Terminated>),
+        (status = 202, description = "Requested; session-manager has not applied it yet", body = Success<Terminated>),
+        (status = 401, description = "No valid token, or it names no profile", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+        (status = 404, description = "`SESSION_NOT_FOUND`", body = ErrorBody),
+        (status = 409, description = "`INVALID_TRANSITION`: already ended", body = ErrorBody),
+        (status = 422, description = "The id is not a UUID", body = ErrorBody),
+    )
+)]
 pub async fn terminate(
     user: AuthUser,
     state: aw::Data<State>,
@@ -228,12 +434,32 @@ pub async fn terminate(
     } else {
         StatusCode::ACCEPTED
     };
-    Ok(success(
+    Ok(ok(
         status,
-        json!({ "session": session_json(&latest, None, None), "terminated": ended }),
+        Terminated {
+            session: OpsSession::of(&latest, None, None),
+            terminated: ended,
+        },
     ))
 }
 
+/// `POST /v1/ops/participants/{sessionId}/{userId}/kick`: as the host's kick, for any session.
+#[utoipa::path(
+    post,
+    path = "/v1/ops/participants/{sessionId}/{userId}/kick",
+    tag = "ops",
+    params(
+        ("sessionId" = Uuid, Path, description = "The session"),
+        ("userId" = Uuid, Path, description = "The participant"),
+    ),
+    responses(
+        (status = 200, description = "Removed from the LiveKit room", body = Success<routes::Kicked>),
+        (status = 401, description = "No valid token, or it names no profile", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+        (status = 404, description = "`SESSION_NOT_FOUND`, or `NOT_FOUND`: the user is not in the room", body = ErrorBody),
+        (status = 422, description = "An id is not a UUID, or the host themselves", body = ErrorBody),
+    )
+)]
 pub async fn kick(
     user: AuthUser,
     state: aw::Data<State>,
@@ -247,11 +473,14 @@ pub async fn kick(
     routes::kick_from(&state, &actor, session, target).await
 }
 
-#[derive(Debug, Deserialize)]
+/// How long, and why (at most 500 characters; blank = no reason).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct GlobalBanBody {
+pub struct GlobalBanRequest {
+    #[schema(minimum = 1, maximum = 87600)]
     hours: i64,
     #[serde(default)]
+    #[schema(max_length = 500)]
     reason: Option<String>,
 }
 
@@ -264,13 +493,42 @@ fn ban_hours(hours: i64) -> Result<i64, ApiError> {
     Ok(hours)
 }
 
-fn user_json(p: &db::models::Profile) -> Value {
-    json!({
-        "id": p.id,
-        "username": p.username,
-        "role": p.role,
-        "bannedUntil": ts_opt(p.banned_until),
-    })
+/// A user and their global ban.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OpsUser {
+    id: Uuid,
+    username: String,
+    #[schema(schema_with = profile_role_schema)]
+    role: Option<String>,
+    /// `null` or past: not banned.
+    #[schema(format = DateTime)]
+    banned_until: Option<String>,
+}
+
+impl From<&db::models::Profile> for OpsUser {
+    fn from(p: &db::models::Profile) -> Self {
+        OpsUser {
+            id: p.id,
+            username: p.username.clone(),
+            role: p.role.clone(),
+            banned_until: ts_opt(p.banned_until),
+        }
+    }
+}
+
+/// `{"user":{...}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OpsUserBody {
+    user: OpsUser,
+}
+
+/// The banned user, and out of how many session rooms LiveKit confirmed their removal.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GloballyBanned {
+    user: OpsUser,
+    removed_from_rooms: usize,
 }
 
 /// Sets `banned_until` and writes `moderation.global_ban`, in the caller's transaction.
@@ -317,6 +575,23 @@ async fn remove_everywhere(state: &State, c: &mut AsyncPgConnection, user: Uuid)
     removed
 }
 
+/// `POST /v1/ops/users/{userId}/ban`: a global ban (`profiles.banned_until`), out of every
+/// room they are in.
+#[utoipa::path(
+    post,
+    path = "/v1/ops/users/{userId}/ban",
+    tag = "ops",
+    params(("userId" = Uuid, Path, description = "The user")),
+    request_body = GlobalBanRequest,
+    responses(
+        (status = 200, description = "Banned", body = Success<GloballyBanned>),
+        (status = 401, description = "No valid token, or it names no profile", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 422, description = "Bad path or body, hours out of range, or the caller themselves", body = ErrorBody),
+    )
+)]
 pub async fn global_ban(
     user: AuthUser,
     state: aw::Data<State>,
@@ -326,7 +601,7 @@ pub async fn global_ban(
     let target = path.into_inner();
     let mut conn = db::pool::conn(&state.pool).await?;
     let actor = authz::operator(&mut conn, user).await?;
-    let body: GlobalBanBody = web::extract::from_object(body.into_inner())?;
+    let body: GlobalBanRequest = web::extract::from_object(body.into_inner())?;
     let hours = ban_hours(body.hours)?;
     let why = reason(body.reason)?;
     authz::target(&mut conn, target).await?;
@@ -341,12 +616,29 @@ pub async fn global_ban(
     let p = authz::target(&mut conn, target).await?;
     tracing::info!(user.id = %target, actor.id = %actor.id, hours, "user banned globally");
     metrics::counter!("moderation_actions_total", "action" => actions::GLOBAL_BAN).increment(1);
-    Ok(success(
+    Ok(ok(
         StatusCode::OK,
-        json!({ "user": user_json(&p), "removedFromRooms": removed }),
+        GloballyBanned {
+            user: (&p).into(),
+            removed_from_rooms: removed,
+        },
     ))
 }
 
+/// `DELETE /v1/ops/users/{userId}/ban`: lifts a global ban.
+#[utoipa::path(
+    delete,
+    path = "/v1/ops/users/{userId}/ban",
+    tag = "ops",
+    params(("userId" = Uuid, Path, description = "The user")),
+    responses(
+        (status = 200, description = "Lifted", body = Success<OpsUserBody>),
+        (status = 401, description = "No valid token, or it names no profile", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+        (status = 404, description = "No such user, or not banned", body = ErrorBody),
+        (status = 422, description = "The id is not a UUID", body = ErrorBody),
+    )
+)]
 pub async fn global_unban(
     user: AuthUser,
     state: aw::Data<State>,
@@ -376,42 +668,115 @@ pub async fn global_unban(
     })
     .await?;
     let p = authz::target(&mut conn, target).await?;
-    Ok(success(StatusCode::OK, json!({ "user": user_json(&p) })))
+    Ok(ok(StatusCode::OK, OpsUserBody { user: (&p).into() }))
 }
 
-/// Every kind of ban in force, newest first (at most 100 of each): the dashboard's Bans page.
+/// A global ban in force.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GlobalBanView {
+    user_id: Uuid,
+    username: String,
+    #[schema(format = DateTime)]
+    banned_until: String,
+}
+
+/// Every kind of ban in force.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AllBans {
+    global: Vec<GlobalBanView>,
+    session: Vec<SessionBanView>,
+    creator: Vec<CreatorBanView>,
+}
+
+/// `{"bans":{"global","session","creator"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AllBansBody {
+    bans: AllBans,
+}
+
+/// `GET /v1/ops/bans`: every kind of ban in force, newest first (at most 100 of each): the
+/// dashboard's Bans page.
+#[utoipa::path(
+    get,
+    path = "/v1/ops/bans",
+    tag = "ops",
+    responses(
+        (status = 200, description = "The bans", body = Success<AllBansBody>),
+        (status = 401, description = "No valid token, or it names no profile", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+    )
+)]
 pub async fn bans(user: AuthUser, state: aw::Data<State>) -> Result<HttpResponse, ApiError> {
     let mut conn = db::pool::conn(&state.pool).await?;
     authz::operator(&mut conn, user).await?;
-    let global: Vec<Value> = mq::globally_banned(&mut conn, 100)
+    let global = mq::globally_banned(&mut conn, 100)
         .await?
         .into_iter()
-        .map(|(id, name, until)| json!({"userId": id, "username": name, "bannedUntil": ts(until)}))
+        .map(|(user_id, username, until)| GlobalBanView {
+            user_id,
+            username,
+            banned_until: ts(until),
+        })
         .collect();
-    let session: Vec<Value> = mq::recent_session_bans(&mut conn, 100)
+    let session = mq::recent_session_bans(&mut conn, 100)
         .await?
         .iter()
-        .map(routes::session_ban_json)
+        .map(SessionBanView::from)
         .collect();
-    let creator: Vec<Value> = mq::recent_creator_bans(&mut conn, 100)
+    let creator = mq::recent_creator_bans(&mut conn, 100)
         .await?
         .iter()
-        .map(routes::creator_ban_json)
+        .map(CreatorBanView::from)
         .collect();
-    Ok(success(
+    Ok(ok(
         StatusCode::OK,
-        json!({ "bans": { "global": global, "session": session, "creator": creator } }),
+        AllBansBody {
+            bans: AllBans {
+                global,
+                session,
+                creator,
+            },
+        },
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ReportsQuery {
+    /// Reports in this status (default `pending`).
+    #[param(schema_with = report_status_schema)]
     status: Option<ReportStatus>,
+    /// Page size (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
+    /// `nextCursor` of the previous page.
     cursor: Option<String>,
 }
 
+/// A page of reports, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportPage {
+    reports: Vec<ReportView>,
+    /// The `cursor` of the next page; `null` on the last one.
+    next_cursor: Option<String>,
+}
+
+/// `GET /v1/ops/reports`: the reports queue.
+#[utoipa::path(
+    get,
+    path = "/v1/ops/reports",
+    tag = "ops",
+    params(ReportsQuery),
+    responses(
+        (status = 200, description = "A page of reports", body = Success<ReportPage>),
+        (status = 401, description = "No valid token, or it names no profile", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+        (status = 422, description = "Bad query: unknown parameter or status, limit out of range, a cursor not ours", body = ErrorBody),
+    )
+)]
 pub async fn reports(
     user: AuthUser,
     state: aw::Data<State>,
@@ -429,20 +794,43 @@ pub async fn reports(
     let next = more
         .then(|| page.last().map(|r| web::cursor::encode(r.created_at, r.id)))
         .flatten();
-    Ok(success(
+    Ok(ok(
         StatusCode::OK,
-        json!({ "reports": page.iter().map(|r| report_json(r)).collect::<Vec<_>>(), "nextCursor": next }),
+        ReportPage {
+            reports: page.into_iter().map(ReportView::from).collect(),
+            next_cursor: next,
+        },
     ))
 }
 
-#[derive(Debug, Deserialize)]
+/// The decision: `ban` takes the ban's `hours`, the others none.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ResolveBody {
+pub struct ResolveRequest {
+    #[schema(schema_with = report_action_schema)]
     action: ReportAction,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 87600)]
     hours: Option<i64>,
 }
 
+/// `POST /v1/ops/reports/{id}/resolve`: dismiss, warn or ban.
+#[utoipa::path(
+    post,
+    path = "/v1/ops/reports/{id}/resolve",
+    tag = "ops",
+    params(("id" = Uuid, Path, description = "The report")),
+    request_body = ResolveRequest,
+    responses(
+        (status = 200, description = "The resolved report", body = Success<ReportBody>),
+        (status = 401, description = "No valid token, or it names no profile", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+        (status = 404, description = "No such report", body = ErrorBody),
+        (status = 409, description = "`INVALID_TRANSITION`: already resolved", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 422, description = "Bad path or body; `hours` missing for a ban or given for anything else", body = ErrorBody),
+    )
+)]
 pub async fn resolve(
     user: AuthUser,
     state: aw::Data<State>,
@@ -452,7 +840,7 @@ pub async fn resolve(
     let id = path.into_inner();
     let mut conn = db::pool::conn(&state.pool).await?;
     let actor = authz::operator(&mut conn, user).await?;
-    let body: ResolveBody = web::extract::from_object(body.into_inner())?;
+    let body: ResolveRequest = web::extract::from_object(body.into_inner())?;
     let hours = match (body.action, body.hours) {
         (ReportAction::Ban, Some(h)) => Some(ban_hours(h)?),
         (ReportAction::Ban, None) => {
@@ -499,29 +887,75 @@ pub async fn resolve(
         remove_everywhere(&state, &mut conn, outcome.reported_user_id).await;
     }
     metrics::counter!("reports_resolved_total", "action" => body.action.as_str()).increment(1);
-    Ok(success(
+    Ok(ok(
         StatusCode::OK,
-        json!({ "report": report_json(&outcome) }),
+        ReportBody {
+            report: (&outcome).into(),
+        },
     ))
 }
 
-fn config_json(disabled: bool) -> Value {
-    json!({ "config": { "liveSessionsDisabled": disabled } })
+/// The operators' switches.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OpsConfig {
+    /// The kill switch: new sessions refused with `503 LIVE_DISABLED`.
+    live_sessions_disabled: bool,
 }
 
+/// `{"config":{...}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OpsConfigBody {
+    config: OpsConfig,
+}
+
+fn config_body(disabled: bool) -> OpsConfigBody {
+    OpsConfigBody {
+        config: OpsConfig {
+            live_sessions_disabled: disabled,
+        },
+    }
+}
+
+/// `GET /v1/ops/config`: the switches as they are.
+#[utoipa::path(
+    get,
+    path = "/v1/ops/config",
+    tag = "ops",
+    responses(
+        (status = 200, description = "The switches", body = Success<OpsConfigBody>),
+        (status = 401, description = "No valid token, or it names no profile", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+    )
+)]
 pub async fn get_config(user: AuthUser, state: aw::Data<State>) -> Result<HttpResponse, ApiError> {
     let mut conn = db::pool::conn(&state.pool).await?;
     authz::operator(&mut conn, user).await?;
     let disabled = config::live_sessions_disabled(&mut conn).await?;
-    Ok(success(StatusCode::OK, config_json(disabled)))
+    Ok(ok(StatusCode::OK, config_body(disabled)))
 }
 
-#[derive(Debug, Deserialize)]
+/// `true`: new sessions are refused.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SwitchBody {
+pub struct SwitchRequest {
     value: bool,
 }
 
+/// `PUT /v1/ops/config/live-sessions-disabled`: the kill switch (applies to the next request).
+#[utoipa::path(
+    put,
+    path = "/v1/ops/config/live-sessions-disabled",
+    tag = "ops",
+    request_body = SwitchRequest,
+    responses(
+        (status = 200, description = "The switches after the change", body = Success<OpsConfigBody>),
+        (status = 401, description = "No valid token, or it names no profile", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 422, description = "Bad body", body = ErrorBody),
+    )
+)]
 pub async fn kill_switch(
     user: AuthUser,
     state: aw::Data<State>,
@@ -529,7 +963,7 @@ pub async fn kill_switch(
 ) -> Result<HttpResponse, ApiError> {
     let mut conn = db::pool::conn(&state.pool).await?;
     let actor = authz::operator(&mut conn, user).await?;
-    let body: SwitchBody = web::extract::from_object(body.into_inner())?;
+    let body: SwitchRequest = web::extract::from_object(body.into_inner())?;
     let text = if body.value { "on" } else { "off" };
     conn.transaction::<(), db::DbError, _>(async |c| {
         config::set(
@@ -554,5 +988,5 @@ pub async fn kill_switch(
     })
     .await?;
     tracing::warn!(actor.id = %actor.id, disabled = body.value, "kill switch for new sessions set");
-    Ok(success(StatusCode::OK, config_json(body.value)))
+    Ok(ok(StatusCode::OK, config_body(body.value)))
 }

@@ -9,10 +9,13 @@ use chrono::{DateTime, Utc};
 use db::queries::moderation::{self as mq, CreatorBan, NewReport, Report, SessionBan};
 use db::queries::sessions;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use domain::moderation::ReportStatus;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::openapi::schema::Schema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
-use web::error::success;
+use web::openapi::{ErrorBody, Success, ok, wire_enum};
 use web::{ApiError, AuthUser};
 
 use crate::State;
@@ -37,38 +40,155 @@ pub fn reason(r: Option<String>) -> Result<Option<String>, ApiError> {
     }
 }
 
-pub fn session_ban_json(b: &SessionBan) -> Value {
-    json!({
-        "sessionId": b.session_id,
-        "userId": b.user_id,
-        "bannedBy": b.banned_by,
-        "reason": b.reason,
-        "createdAt": ts(b.created_at),
-    })
+fn report_status_schema() -> Schema {
+    wire_enum(ReportStatus::WIRE_NAMES)
 }
 
-pub fn creator_ban_json(b: &CreatorBan) -> Value {
-    json!({
-        "creatorId": b.creator_id,
-        "userId": b.user_id,
-        "reason": b.reason,
-        "createdAt": ts(b.created_at),
-    })
+/// A user's ban from one session.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionBanView {
+    session_id: Uuid,
+    user_id: Uuid,
+    /// The host or operator who banned them.
+    banned_by: Uuid,
+    reason: Option<String>,
+    #[schema(format = DateTime)]
+    created_at: String,
 }
 
-pub fn report_json(r: &Report) -> Value {
-    json!({
-        "id": r.id,
-        "reporterId": r.reporter_id,
-        "reportedUserId": r.reported_user_id,
-        "sessionId": r.session_id,
-        "reason": r.reason,
-        "details": r.details,
-        "status": r.status,
-        "resolvedBy": r.resolved_by,
-        "resolvedAt": ts_opt(r.resolved_at),
-        "createdAt": ts(r.created_at),
-    })
+impl From<&SessionBan> for SessionBanView {
+    fn from(b: &SessionBan) -> Self {
+        SessionBanView {
+            session_id: b.session_id,
+            user_id: b.user_id,
+            banned_by: b.banned_by,
+            reason: b.reason.clone(),
+            created_at: ts(b.created_at),
+        }
+    }
+}
+
+/// A user's permanent ban from every session of one creator.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatorBanView {
+    creator_id: Uuid,
+    user_id: Uuid,
+    reason: Option<String>,
+    #[schema(format = DateTime)]
+    created_at: String,
+}
+
+impl From<&CreatorBan> for CreatorBanView {
+    fn from(b: &CreatorBan) -> Self {
+        CreatorBanView {
+            creator_id: b.creator_id,
+            user_id: b.user_id,
+            reason: b.reason.clone(),
+            created_at: ts(b.created_at),
+        }
+    }
+}
+
+/// A report about a user, in the operators' queue until resolved.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportView {
+    id: Uuid,
+    reporter_id: Uuid,
+    reported_user_id: Uuid,
+    session_id: Option<Uuid>,
+    reason: String,
+    details: Option<String>,
+    #[schema(schema_with = report_status_schema)]
+    status: String,
+    resolved_by: Option<Uuid>,
+    #[schema(format = DateTime)]
+    resolved_at: Option<String>,
+    #[schema(format = DateTime)]
+    created_at: String,
+}
+
+impl From<&Report> for ReportView {
+    fn from(r: &Report) -> Self {
+        ReportView {
+            id: r.id,
+            reporter_id: r.reporter_id,
+            reported_user_id: r.reported_user_id,
+            session_id: r.session_id,
+            reason: r.reason.clone(),
+            details: r.details.clone(),
+            status: r.status.clone(),
+            resolved_by: r.resolved_by,
+            resolved_at: ts_opt(r.resolved_at),
+            created_at: ts(r.created_at),
+        }
+    }
+}
+
+/// `{"report":{...}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReportBody {
+    pub report: ReportView,
+}
+
+/// A user of a session (who was kicked, or unbanned).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionUser {
+    session_id: Uuid,
+    user_id: Uuid,
+}
+
+/// `{"kicked":{"sessionId","userId"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Kicked {
+    kicked: SessionUser,
+}
+
+/// A session ban and whether LiveKit confirmed the user's removal from the room (a removal
+/// that failed is retried by the ban enforcer at their next join).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionBanned {
+    ban: SessionBanView,
+    removed: bool,
+}
+
+/// `{"unbanned":{"sessionId","userId"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionUnbanned {
+    unbanned: SessionUser,
+}
+
+/// A creator ban and whether the user was removed from the creator's running session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatorBanned {
+    ban: CreatorBanView,
+    removed: bool,
+}
+
+/// A creator and a user they banned.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatorUser {
+    creator_id: Uuid,
+    user_id: Uuid,
+}
+
+/// `{"unbanned":{"creatorId","userId"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatorUnbanned {
+    unbanned: CreatorUser,
+}
+
+/// A page of the caller's creator bans, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatorBanPage {
+    bans: Vec<CreatorBanView>,
+    /// The `cursor` of the next page; `null` on the last one.
+    next_cursor: Option<String>,
 }
 
 /// Writes one `moderation.<name>` event in a transaction of its own (actions whose effect
@@ -104,17 +224,20 @@ pub async fn remove(state: &State, room: &str, user: Uuid) -> bool {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// Whom to kick.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct KickBody {
+pub struct KickRequest {
     user_id: Uuid,
 }
 
-#[derive(Debug, Deserialize)]
+/// Whom to ban, and why (at most 500 characters; blank = no reason).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct BanBody {
+pub struct BanRequest {
     user_id: Uuid,
     #[serde(default)]
+    #[schema(max_length = 500)]
     reason: Option<String>,
 }
 
@@ -161,12 +284,33 @@ pub async fn kick_from(
     .await?;
     tracing::info!(session.id = %s.id, user.id = %target, actor.id = %actor.id, "participant kicked");
     metrics::counter!("moderation_actions_total", "action" => actions::KICK).increment(1);
-    Ok(success(
+    Ok(ok(
         StatusCode::OK,
-        json!({ "kicked": { "sessionId": s.id, "userId": target } }),
+        Kicked {
+            kicked: SessionUser {
+                session_id: s.id,
+                user_id: target,
+            },
+        },
     ))
 }
 
+/// `POST /v1/moderation/sessions/{id}/kick`: out of the room; they may come back.
+#[utoipa::path(
+    post,
+    path = "/v1/moderation/sessions/{id}/kick",
+    tag = "moderation",
+    params(("id" = Uuid, Path, description = "The session")),
+    request_body = KickRequest,
+    responses(
+        (status = 200, description = "Removed from the LiveKit room", body = Success<Kicked>),
+        (status = 401, description = "No valid token, or it names no profile", body = ErrorBody),
+        (status = 403, description = "Neither the session's host nor an operator", body = ErrorBody),
+        (status = 404, description = "`SESSION_NOT_FOUND`, or `NOT_FOUND`: the user is not in the room", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 422, description = "Bad path or body, or the host themselves", body = ErrorBody),
+    )
+)]
 pub async fn kick(
     user: AuthUser,
     state: aw::Data<State>,
@@ -177,10 +321,26 @@ pub async fn kick(
         let mut conn = db::pool::conn(&state.pool).await?;
         authz::caller(&mut conn, user).await?
     };
-    let body: KickBody = web::extract::from_object(body.into_inner())?;
+    let body: KickRequest = web::extract::from_object(body.into_inner())?;
     kick_from(&state, &actor, path.into_inner(), body.user_id).await
 }
 
+/// `POST /v1/moderation/sessions/{id}/bans`: banned from the session and out of its room.
+#[utoipa::path(
+    post,
+    path = "/v1/moderation/sessions/{id}/bans",
+    tag = "moderation",
+    params(("id" = Uuid, Path, description = "The session")),
+    request_body = BanRequest,
+    responses(
+        (status = 201, description = "The ban (a repeat keeps its time, takes the new reason)", body = Success<SessionBanned>),
+        (status = 401, description = "No valid token, or it names no profile", body = ErrorBody),
+        (status = 403, description = "Neither the session's host nor an operator", body = ErrorBody),
+        (status = 404, description = "`SESSION_NOT_FOUND`, or `NOT_FOUND`: no such user", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 422, description = "Bad path or body, a reason over 500 characters, or the host themselves", body = ErrorBody),
+    )
+)]
 pub async fn ban(
     user: AuthUser,
     state: aw::Data<State>,
@@ -189,7 +349,7 @@ pub async fn ban(
 ) -> Result<HttpResponse, ApiError> {
     let mut conn = db::pool::conn(&state.pool).await?;
     let actor = authz::caller(&mut conn, user).await?;
-    let body: BanBody = web::extract::from_object(body.into_inner())?;
+    let body: BanRequest = web::extract::from_object(body.into_inner())?;
     let why = reason(body.reason)?;
     let s = authz::moderated_session(&mut conn, &actor, path.into_inner()).await?;
     if body.user_id == s.creator_id {
@@ -220,12 +380,32 @@ pub async fn ban(
     let removed = remove(&state, &s.room_name, body.user_id).await;
     tracing::info!(session.id = %s.id, user.id = %body.user_id, actor.id = %actor.id, "user banned from the session");
     metrics::counter!("moderation_actions_total", "action" => actions::SESSION_BAN).increment(1);
-    Ok(success(
+    Ok(ok(
         StatusCode::CREATED,
-        json!({ "ban": session_ban_json(&ban), "removed": removed }),
+        SessionBanned {
+            ban: (&ban).into(),
+            removed,
+        },
     ))
 }
 
+/// `DELETE /v1/moderation/sessions/{id}/bans/{userId}`: lifts a session ban.
+#[utoipa::path(
+    delete,
+    path = "/v1/moderation/sessions/{id}/bans/{userId}",
+    tag = "moderation",
+    params(
+        ("id" = Uuid, Path, description = "The session"),
+        ("userId" = Uuid, Path, description = "The banned user"),
+    ),
+    responses(
+        (status = 200, description = "Lifted", body = Success<SessionUnbanned>),
+        (status = 401, description = "No valid token, or it names no profile", body = ErrorBody),
+        (status = 403, description = "Neither the session's host nor an operator", body = ErrorBody),
+        (status = 404, description = "`SESSION_NOT_FOUND`, or `NOT_FOUND`: no such ban", body = ErrorBody),
+        (status = 422, description = "An id is not a UUID", body = ErrorBody),
+    )
+)]
 pub async fn unban(
     user: AuthUser,
     state: aw::Data<State>,
@@ -258,9 +438,14 @@ pub async fn unban(
     if !lifted {
         return Err(ApiError::not_found("no such ban"));
     }
-    Ok(success(
+    Ok(ok(
         StatusCode::OK,
-        json!({ "unbanned": { "sessionId": s.id, "userId": target } }),
+        SessionUnbanned {
+            unbanned: SessionUser {
+                session_id: s.id,
+                user_id: target,
+            },
+        },
     ))
 }
 
@@ -276,6 +461,22 @@ async fn creator(
     Ok(p)
 }
 
+/// `POST /v1/moderation/creator-bans`: the caller (a creator) bans a user from all their
+/// sessions, for good.
+#[utoipa::path(
+    post,
+    path = "/v1/moderation/creator-bans",
+    tag = "moderation",
+    request_body = BanRequest,
+    responses(
+        (status = 201, description = "The ban (a repeat keeps its time, takes the new reason)", body = Success<CreatorBanned>),
+        (status = 401, description = "No valid token, or it names no profile", body = ErrorBody),
+        (status = 403, description = "The caller is not a creator", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 422, description = "Bad body, a reason over 500 characters, or the caller themselves", body = ErrorBody),
+    )
+)]
 pub async fn creator_ban(
     user: AuthUser,
     state: aw::Data<State>,
@@ -283,7 +484,7 @@ pub async fn creator_ban(
 ) -> Result<HttpResponse, ApiError> {
     let mut conn = db::pool::conn(&state.pool).await?;
     let me = creator(&mut conn, user).await?;
-    let body: BanBody = web::extract::from_object(body.into_inner())?;
+    let body: BanRequest = web::extract::from_object(body.into_inner())?;
     let why = reason(body.reason)?;
     if body.user_id == me.id {
         return Err(ApiError::validation("you cannot ban yourself"));
@@ -313,12 +514,29 @@ pub async fn creator_ban(
         removed = remove(&state, &s.room_name, body.user_id).await;
     }
     metrics::counter!("moderation_actions_total", "action" => actions::CREATOR_BAN).increment(1);
-    Ok(success(
+    Ok(ok(
         StatusCode::CREATED,
-        json!({ "ban": creator_ban_json(&ban), "removed": removed }),
+        CreatorBanned {
+            ban: (&ban).into(),
+            removed,
+        },
     ))
 }
 
+/// `DELETE /v1/moderation/creator-bans/{userId}`: lifts one of the caller's creator bans.
+#[utoipa::path(
+    delete,
+    path = "/v1/moderation/creator-bans/{userId}",
+    tag = "moderation",
+    params(("userId" = Uuid, Path, description = "The banned user")),
+    responses(
+        (status = 200, description = "Lifted", body = Success<CreatorUnbanned>),
+        (status = 401, description = "No valid token, or it names no profile", body = ErrorBody),
+        (status = 403, description = "The caller is not a creator", body = ErrorBody),
+        (status = 404, description = "No such ban", body = ErrorBody),
+        (status = 422, description = "The id is not a UUID", body = ErrorBody),
+    )
+)]
 pub async fn creator_unban(
     user: AuthUser,
     state: aw::Data<State>,
@@ -349,19 +567,41 @@ pub async fn creator_unban(
     if !lifted {
         return Err(ApiError::not_found("no such ban"));
     }
-    Ok(success(
+    Ok(ok(
         StatusCode::OK,
-        json!({ "unbanned": { "creatorId": me.id, "userId": target } }),
+        CreatorUnbanned {
+            unbanned: CreatorUser {
+                creator_id: me.id,
+                user_id: target,
+            },
+        },
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Page size (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
+    /// `nextCursor` of the previous page.
     cursor: Option<String>,
 }
 
+/// `GET /v1/moderation/creator-bans`: the caller's creator bans, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/moderation/creator-bans",
+    tag = "moderation",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of the caller's bans", body = Success<CreatorBanPage>),
+        (status = 401, description = "No valid token, or it names no profile", body = ErrorBody),
+        (status = 403, description = "The caller is not a creator", body = ErrorBody),
+        (status = 422, description = "Bad query: unknown parameter, limit out of range, a cursor not ours", body = ErrorBody),
+    )
+)]
 pub async fn creator_bans(
     user: AuthUser,
     state: aw::Data<State>,
@@ -381,9 +621,12 @@ pub async fn creator_bans(
                 .map(|b| web::cursor::encode(b.created_at, b.user_id))
         })
         .flatten();
-    Ok(success(
+    Ok(ok(
         StatusCode::OK,
-        json!({ "bans": page.iter().map(|b| creator_ban_json(b)).collect::<Vec<_>>(), "nextCursor": next }),
+        CreatorBanPage {
+            bans: page.into_iter().map(CreatorBanView::from).collect(),
+            next_cursor: next,
+        },
     ))
 }
 
@@ -410,21 +653,58 @@ impl Wait {
     }
 }
 
-fn message_json(m: &mq::Message) -> Value {
-    json!({
-        "id": m.id,
-        "sessionId": m.session_id,
-        "userId": m.user_id,
-        "deleted": m.deleted_at.is_some(),
-        "deletedAt": ts_opt(m.deleted_at),
-        "deletedBy": m.deleted_by,
-        "createdAt": ts(m.created_at),
-    })
+/// A chat message as moderation sees it (without its text).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageView {
+    id: Uuid,
+    session_id: Uuid,
+    user_id: Uuid,
+    deleted: bool,
+    #[schema(format = DateTime)]
+    deleted_at: Option<String>,
+    deleted_by: Option<Uuid>,
+    #[schema(format = DateTime)]
+    created_at: String,
+}
+
+impl From<&mq::Message> for MessageView {
+    fn from(m: &mq::Message) -> Self {
+        MessageView {
+            id: m.id,
+            session_id: m.session_id,
+            user_id: m.user_id,
+            deleted: m.deleted_at.is_some(),
+            deleted_at: ts_opt(m.deleted_at),
+            deleted_by: m.deleted_by,
+            created_at: ts(m.created_at),
+        }
+    }
+}
+
+/// `{"message":{...}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageBody {
+    message: MessageView,
 }
 
 /// Soft delete: session-manager owns `live_messages`, so moderation authorises, publishes
 /// `moderation.message_deleted`, and waits (bounded) for session-manager to mark the row and
 /// broadcast `session.message_deleted`: 200 once it has, 202 when it has not yet.
+#[utoipa::path(
+    delete,
+    path = "/v1/moderation/messages/{messageId}",
+    tag = "moderation",
+    params(("messageId" = Uuid, Path, description = "The chat message")),
+    responses(
+        (status = 200, description = "Deleted (or already was)", body = Success<MessageBody>),
+        (status = 202, description = "Requested; session-manager has not applied it yet", body = Success<MessageBody>),
+        (status = 401, description = "No valid token, or it names no profile", body = ErrorBody),
+        (status = 403, description = "Neither the session's host nor an operator", body = ErrorBody),
+        (status = 404, description = "No such message (or session)", body = ErrorBody),
+        (status = 422, description = "The id is not a UUID", body = ErrorBody),
+    )
+)]
 pub async fn delete_message(
     user: AuthUser,
     state: aw::Data<State>,
@@ -438,9 +718,11 @@ pub async fn delete_message(
         .ok_or_else(|| ApiError::not_found("message not found"))?;
     authz::moderated_session(&mut conn, &actor, m.session_id).await?;
     if m.deleted_at.is_some() {
-        return Ok(success(
+        return Ok(ok(
             StatusCode::OK,
-            json!({ "message": message_json(&m) }),
+            MessageBody {
+                message: (&m).into(),
+            },
         ));
     }
     publish_alone(
@@ -475,20 +757,44 @@ pub async fn delete_message(
     } else {
         StatusCode::ACCEPTED
     };
-    Ok(success(status, json!({ "message": message_json(&latest) })))
+    Ok(ok(
+        status,
+        MessageBody {
+            message: (&latest).into(),
+        },
+    ))
 }
 
-#[derive(Debug, Deserialize)]
+/// A report about a user (and the session it happened in).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ReportBody {
+pub struct ReportRequest {
     reported_user_id: Uuid,
     #[serde(default)]
     session_id: Option<Uuid>,
+    /// 1 to 200 characters (trimmed).
+    #[schema(min_length = 1, max_length = 200)]
     reason: String,
+    /// At most 2000 characters (trimmed; blank = none).
     #[serde(default)]
+    #[schema(max_length = 2000)]
     details: Option<String>,
 }
 
+/// `POST /v1/reports`: any user reports another; the report waits as `pending`.
+#[utoipa::path(
+    post,
+    path = "/v1/reports",
+    tag = "moderation",
+    request_body = ReportRequest,
+    responses(
+        (status = 201, description = "The report, `pending`", body = Success<ReportBody>),
+        (status = 401, description = "No valid token, or it names no profile", body = ErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such user; `SESSION_NOT_FOUND`: no such session", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 422, description = "Bad body, reason or details out of bounds, or the caller themselves", body = ErrorBody),
+    )
+)]
 pub async fn report(
     user: AuthUser,
     state: aw::Data<State>,
@@ -496,7 +802,7 @@ pub async fn report(
 ) -> Result<HttpResponse, ApiError> {
     let mut conn = db::pool::conn(&state.pool).await?;
     let me = authz::caller(&mut conn, user).await?;
-    let body: ReportBody = web::extract::from_object(body.into_inner())?;
+    let body: ReportRequest = web::extract::from_object(body.into_inner())?;
     let why = body.reason.trim();
     if why.is_empty() || why.chars().count() > 200 {
         return Err(ApiError::validation("reason must be 1 to 200 characters"));
@@ -551,8 +857,10 @@ pub async fn report(
         })
         .await?;
     metrics::counter!("reports_created_total").increment(1);
-    Ok(success(
+    Ok(ok(
         StatusCode::CREATED,
-        json!({ "report": report_json(&r) }),
+        ReportBody {
+            report: (&r).into(),
+        },
     ))
 }

@@ -7,13 +7,15 @@ use db::queries::moderation as mq;
 use db::queries::usage as uq;
 use diesel_async::AsyncPgConnection;
 use domain::moderation::{Interval, minutes, project, usage};
-use serde::Deserialize;
-use serde_json::{Value, json};
-use web::error::success;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+use web::openapi::{ErrorBody, Success, ok};
 use web::{ApiError, AuthUser};
 
 use crate::State;
 use crate::authz;
+use crate::ops::session_status_schema;
 use crate::routes::{ts, ts_opt};
 
 /// A calendar month in UTC.
@@ -103,12 +105,60 @@ pub async fn month_usage(
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct UsageQuery {
+    /// `YYYY-MM` (default: this month, UTC).
+    #[param(pattern = r"^[0-9]{4}-[0-9]{2}$")]
     month: Option<String>,
 }
 
+/// One day of a month's usage.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageDay {
+    #[schema(format = Date)]
+    date: String,
+    participant_minutes: i64,
+    peak_concurrent: i64,
+}
+
+/// A month's usage against the configured quota.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageView {
+    /// `YYYY-MM`.
+    month: String,
+    participant_minutes: i64,
+    /// Over all rooms at once.
+    peak_concurrent: i64,
+    quota_participant_minutes: i64,
+    quota_concurrent: i64,
+    /// The month's minutes if it goes on as it went so far.
+    projected_participant_minutes: i64,
+    days: Vec<UsageDay>,
+}
+
+/// `{"usage":{...}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageBody {
+    usage: UsageView,
+}
+
+/// `GET /v1/ops/usage`: participant minutes, peak concurrency, per day, against the quota.
+#[utoipa::path(
+    get,
+    path = "/v1/ops/usage",
+    tag = "ops",
+    params(UsageQuery),
+    responses(
+        (status = 200, description = "The month's usage", body = Success<UsageBody>),
+        (status = 401, description = "No valid token, or it names no profile", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+        (status = 422, description = "Bad query: unknown parameter, a month not `YYYY-MM`", body = ErrorBody),
+    )
+)]
 pub(crate) async fn usage_route(
     user: AuthUser,
     state: aw::Data<State>,
@@ -122,24 +172,28 @@ pub(crate) async fn usage_route(
     let mut conn = db::pool::conn(&state.pool).await?;
     authz::operator(&mut conn, user).await?;
     let u = month_usage(&mut conn, month, now).await?;
-    let days: Vec<Value> = u
+    let days = u
         .days
         .iter()
-        .map(|(d, m, p)| {
-            json!({"date": d.format("%Y-%m-%d").to_string(), "participantMinutes": m, "peakConcurrent": p})
+        .map(|(d, m, p)| UsageDay {
+            date: d.format("%Y-%m-%d").to_string(),
+            participant_minutes: *m,
+            peak_concurrent: *p,
         })
         .collect();
-    Ok(success(
+    Ok(ok(
         StatusCode::OK,
-        json!({ "usage": {
-            "month": u.month.label(),
-            "participantMinutes": u.participant_minutes,
-            "peakConcurrent": u.peak_concurrent,
-            "quotaParticipantMinutes": state.quota_participant_minutes,
-            "quotaConcurrent": state.quota_concurrent,
-            "projectedParticipantMinutes": u.projected_minutes,
-            "days": days,
-        }}),
+        UsageBody {
+            usage: UsageView {
+                month: u.month.label(),
+                participant_minutes: u.participant_minutes,
+                peak_concurrent: u.peak_concurrent,
+                quota_participant_minutes: state.quota_participant_minutes,
+                quota_concurrent: state.quota_concurrent,
+                projected_participant_minutes: u.projected_minutes,
+                days,
+            },
+        },
     ))
 }
 
@@ -154,47 +208,127 @@ fn bounded(v: Option<i32>, default: i32, max: i32, name: &str) -> Result<i32, Ap
     Ok(v)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct DaysQuery {
+#[into_params(parameter_in = Query)]
+pub struct DailyQuery {
+    /// How many days back (default 7).
+    #[param(minimum = 1, maximum = 90)]
     days: Option<i32>,
-    limit: Option<i64>,
 }
 
+/// One day of the runbook's daily numbers.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DayStats {
+    #[schema(format = Date)]
+    date: String,
+    sessions_created: i64,
+    sessions_ended: i64,
+    unique_creators: i64,
+    unique_viewers: i64,
+    total_duration_seconds: i64,
+    peak_viewers: i32,
+    messages: i64,
+    gift_coins: i64,
+    reports: i64,
+}
+
+/// `{"days":[...]}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DailyBody {
+    days: Vec<DayStats>,
+}
+
+/// `GET /v1/ops/stats/daily`: sessions, viewers, chat, gifts and reports per day.
+#[utoipa::path(
+    get,
+    path = "/v1/ops/stats/daily",
+    tag = "ops",
+    params(DailyQuery),
+    responses(
+        (status = 200, description = "One row per day", body = Success<DailyBody>),
+        (status = 401, description = "No valid token, or it names no profile", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+        (status = 422, description = "Bad query: unknown parameter, days out of range", body = ErrorBody),
+    )
+)]
 pub(crate) async fn daily(
     user: AuthUser,
     state: aw::Data<State>,
-    query: aw::Query<DaysQuery>,
+    query: aw::Query<DailyQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
     let days = bounded(q.days, 7, 90, "days")?;
     let mut conn = db::pool::conn(&state.pool).await?;
     authz::operator(&mut conn, user).await?;
     let rows = mq::daily_stats(&mut conn, days).await?;
-    let out: Vec<Value> = rows
+    let days = rows
         .iter()
-        .map(|d| {
-            json!({
-                "date": d.date,
-                "sessionsCreated": d.sessions_created,
-                "sessionsEnded": d.sessions_ended,
-                "uniqueCreators": d.unique_creators,
-                "uniqueViewers": d.unique_viewers,
-                "totalDurationSeconds": d.total_duration_seconds,
-                "peakViewers": d.peak_viewers,
-                "messages": d.messages,
-                "giftCoins": d.gift_coins,
-                "reports": d.reports,
-            })
+        .map(|d| DayStats {
+            date: d.date.clone(),
+            sessions_created: d.sessions_created,
+            sessions_ended: d.sessions_ended,
+            unique_creators: d.unique_creators,
+            unique_viewers: d.unique_viewers,
+            total_duration_seconds: d.total_duration_seconds,
+            peak_viewers: d.peak_viewers,
+            messages: d.messages,
+            gift_coins: d.gift_coins,
+            reports: d.reports,
         })
         .collect();
-    Ok(success(StatusCode::OK, json!({ "days": out })))
+    Ok(ok(StatusCode::OK, DailyBody { days }))
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TopQuery {
+    /// How many days back (default 30).
+    #[param(minimum = 1, maximum = 365)]
+    days: Option<i32>,
+    /// How many creators (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<i64>,
+}
+
+/// A creator's numbers over the period.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatorStatsView {
+    creator_id: Uuid,
+    username: String,
+    sessions: i64,
+    total_duration_seconds: i64,
+    peak_viewers: i32,
+    messages: i64,
+    gift_coins: i64,
+}
+
+/// `{"creators":[...]}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TopCreatorsBody {
+    creators: Vec<CreatorStatsView>,
+}
+
+/// `GET /v1/ops/stats/top-creators`: creators by gift coins and viewers over the period.
+#[utoipa::path(
+    get,
+    path = "/v1/ops/stats/top-creators",
+    tag = "ops",
+    params(TopQuery),
+    responses(
+        (status = 200, description = "The top creators", body = Success<TopCreatorsBody>),
+        (status = 401, description = "No valid token, or it names no profile", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+        (status = 422, description = "Bad query: unknown parameter, days or limit out of range", body = ErrorBody),
+    )
+)]
 pub(crate) async fn top_creators(
     user: AuthUser,
     state: aw::Data<State>,
-    query: aw::Query<DaysQuery>,
+    query: aw::Query<TopQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
     let days = bounded(q.days, 30, 365, "days")?;
@@ -202,40 +336,79 @@ pub(crate) async fn top_creators(
     let mut conn = db::pool::conn(&state.pool).await?;
     authz::operator(&mut conn, user).await?;
     let rows = mq::top_creators(&mut conn, days, limit).await?;
-    let out: Vec<Value> = rows
+    let creators = rows
         .iter()
-        .map(|c| {
-            json!({
-                "creatorId": c.creator_id,
-                "username": c.username,
-                "sessions": c.sessions,
-                "totalDurationSeconds": c.total_duration_seconds,
-                "peakViewers": c.peak_viewers,
-                "messages": c.messages,
-                "giftCoins": c.gift_coins,
-            })
+        .map(|c| CreatorStatsView {
+            creator_id: c.creator_id,
+            username: c.username.clone(),
+            sessions: c.sessions,
+            total_duration_seconds: c.total_duration_seconds,
+            peak_viewers: c.peak_viewers,
+            messages: c.messages,
+            gift_coins: c.gift_coins,
         })
         .collect();
-    Ok(success(StatusCode::OK, json!({ "creators": out })))
+    Ok(ok(StatusCode::OK, TopCreatorsBody { creators }))
 }
 
 /// Sessions the runbook calls problems: not ended, running for over an hour, nobody in.
 pub const PROBLEM_AFTER_SECONDS: i64 = 3600;
 
-pub fn silent_json(s: &mq::SilentSession) -> Value {
-    json!({
-        "id": s.id,
-        "creatorId": s.creator_id,
-        "creatorUsername": s.creator_username,
-        "status": s.status,
-        "roomName": s.room_name,
-        "createdAt": ts(s.created_at),
-        "startedAt": ts_opt(s.started_at),
-        "lastActivityAt": ts(s.last_activity_at),
-        "runningSeconds": (Utc::now() - s.started_at.unwrap_or(s.created_at)).num_seconds().max(0),
-    })
+/// A session not ended, running for over an hour, with nobody in.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SilentView {
+    id: Uuid,
+    creator_id: Uuid,
+    creator_username: String,
+    #[schema(schema_with = session_status_schema)]
+    status: String,
+    room_name: String,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    started_at: Option<String>,
+    #[schema(format = DateTime)]
+    last_activity_at: String,
+    /// Since it started (or was created).
+    running_seconds: i64,
 }
 
+impl From<&mq::SilentSession> for SilentView {
+    fn from(s: &mq::SilentSession) -> Self {
+        SilentView {
+            id: s.id,
+            creator_id: s.creator_id,
+            creator_username: s.creator_username.clone(),
+            status: s.status.clone(),
+            room_name: s.room_name.clone(),
+            created_at: ts(s.created_at),
+            started_at: ts_opt(s.started_at),
+            last_activity_at: ts(s.last_activity_at),
+            running_seconds: (Utc::now() - s.started_at.unwrap_or(s.created_at))
+                .num_seconds()
+                .max(0),
+        }
+    }
+}
+
+/// `{"sessions":[...]}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProblemSessionsBody {
+    sessions: Vec<SilentView>,
+}
+
+/// `GET /v1/ops/stats/problem-sessions`: not ended, over an hour old, nobody in (at most 100).
+#[utoipa::path(
+    get,
+    path = "/v1/ops/stats/problem-sessions",
+    tag = "ops",
+    responses(
+        (status = 200, description = "The silent sessions", body = Success<ProblemSessionsBody>),
+        (status = 401, description = "No valid token, or it names no profile", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+    )
+)]
 pub(crate) async fn problem_sessions(
     user: AuthUser,
     state: aw::Data<State>,
@@ -243,19 +416,58 @@ pub(crate) async fn problem_sessions(
     let mut conn = db::pool::conn(&state.pool).await?;
     authz::operator(&mut conn, user).await?;
     let rows = mq::silent_sessions(&mut conn, PROBLEM_AFTER_SECONDS, 100).await?;
-    Ok(success(
+    Ok(ok(
         StatusCode::OK,
-        json!({ "sessions": rows.iter().map(silent_json).collect::<Vec<_>>() }),
+        ProblemSessionsBody {
+            sessions: rows.iter().map(SilentView::from).collect(),
+        },
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct MinutesQuery {
+    /// How many minutes back (default 5).
+    #[param(minimum = 1, maximum = 1440)]
     minutes: Option<i32>,
+    /// How many creators (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
 }
 
+/// A creator and the sessions they created in the window.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecentCreatorView {
+    creator_id: Uuid,
+    username: String,
+    sessions: i64,
+    #[schema(format = DateTime)]
+    last_created_at: String,
+}
+
+/// The window and the creators in it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecentCreatorsBody {
+    minutes: i32,
+    creators: Vec<RecentCreatorView>,
+}
+
+/// `GET /v1/ops/stats/recent-creators`: creators by sessions created in the last minutes
+/// (the runbook's "who is starting sessions right now").
+#[utoipa::path(
+    get,
+    path = "/v1/ops/stats/recent-creators",
+    tag = "ops",
+    params(MinutesQuery),
+    responses(
+        (status = 200, description = "The creators", body = Success<RecentCreatorsBody>),
+        (status = 401, description = "No valid token, or it names no profile", body = ErrorBody),
+        (status = 403, description = "Not an operator", body = ErrorBody),
+        (status = 422, description = "Bad query: unknown parameter, minutes or limit out of range", body = ErrorBody),
+    )
+)]
 pub(crate) async fn recent_creators(
     user: AuthUser,
     state: aw::Data<State>,
@@ -267,20 +479,21 @@ pub(crate) async fn recent_creators(
     let mut conn = db::pool::conn(&state.pool).await?;
     authz::operator(&mut conn, user).await?;
     let rows = mq::recent_creators(&mut conn, mins, limit).await?;
-    let out: Vec<Value> = rows
+    let creators = rows
         .iter()
-        .map(|c| {
-            json!({
-                "creatorId": c.creator_id,
-                "username": c.username,
-                "sessions": c.sessions,
-                "lastCreatedAt": ts(c.last_created_at),
-            })
+        .map(|c| RecentCreatorView {
+            creator_id: c.creator_id,
+            username: c.username.clone(),
+            sessions: c.sessions,
+            last_created_at: ts(c.last_created_at),
         })
         .collect();
-    Ok(success(
+    Ok(ok(
         StatusCode::OK,
-        json!({ "minutes": mins, "creators": out }),
+        RecentCreatorsBody {
+            minutes: mins,
+            creators,
+        },
     ))
 }
 

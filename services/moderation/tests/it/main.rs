@@ -5,6 +5,7 @@ mod alerts;
 mod dashboard;
 mod e2e;
 mod harness;
+mod openapi;
 mod routes;
 mod usage;
 // Not every test module uses every helper of the harness.
