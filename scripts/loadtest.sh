@@ -1,38 +1,57 @@
 #!/usr/bin/env bash
-# The benchmark: token-issuer under a join storm, webhook-ingest under a webhook flood and the
-# notifier's event stream under an SSE fan-out, on this machine, in release builds, against a
-# fresh database. Results go to
-# bench/results/<UTC timestamp>-{join-storm,webhook-flood,sse-fanout}.json (commit them to
-# compare runs; see bench/README.md).
+# The benchmark: the load generator's five scenarios on this machine, in release builds, each
+# against only the services it needs, started on a fresh database and their own NATS
+# namespace:
 #
-#   scripts/loadtest.sh                                  # 20000 viewers, 20000 events, 64 connections, 10000 SSE clients
+#   join-storm     token-issuer                            POST /v1/tokens
+#   webhook-flood  webhook-ingest                          POST /webhooks/livekit
+#   sse-fanout     notifier                                GET /v1/events, events from JetStream
+#   call-storm     call-signaling, notifier, livekit-sim   initiate → ringing → accept
+#   chat-storm     session-manager, livekit-sim            POST /v1/sessions/{id}/messages
+#
+# Results go to bench/results/<STAMP>-<scenario>.json (commit them to compare runs; see
+# bench/README.md; `scripts/bench-report.sh` runs this and writes the Markdown report).
+#
+#   scripts/loadtest.sh                       # full size: 20000 viewers, 20000 events, 64 connections,
+#                                             # 10000 SSE clients, 3000 call pairs, 500 × 60 chat posts
+#   QUICK=1 scripts/loadtest.sh               # small sizes: a smoke check of a minute or two
 #   VIEWERS=5000 EVENTS=5000 CONNECTIONS=32 SSE_CLIENTS=2000 scripts/loadtest.sh
-#   SCENARIOS=sse-fanout scripts/loadtest.sh             # only some of the scenarios
+#   SCENARIOS="sse-fanout chat-storm" scripts/loadtest.sh   # only some of the scenarios
 #
-# Both services run with limits raised out of the way (the storm measures the path, not the
-# rate limiter), RUST_LOG=warn, and their own NATS namespace (`bench`), on ports 18081, 18085
-# and 18086 so a local stack on the default ports is left alone. The SSE clients and the
-# notifier are separate processes, each under its own `ulimit -n`: SSE_CLIENTS must stay
-# well below it. Their logs are in
-# target/loadtest/. The services are stopped on exit, whatever happens.
+# Every size has a variable (below); QUICK only changes the defaults. The services run with
+# the token limits raised out of the way (the storm measures the path, not the rate
+# limiter), RUST_LOG=warn, on ports 18081-18086 and 17880 so a local stack on the default
+# ports is left alone. The SSE clients and the notifier are separate processes, each under
+# its own `ulimit -n`: SSE_CLIENTS must stay well below it. Logs: target/loadtest/<scenario>/.
+# Only the machine's PostgreSQL and NATS are used (scripts/services-up.sh starts them when
+# they are installed but down). A scenario that fails is reported and the others still run;
+# the exit status is then 1. Services are stopped on exit, whatever happens.
+#
+# `scripts/loadtest.sh --scenario NAME` runs one scenario after the checks of a full run
+# (the script calls itself that way so that each scenario's clean-up is its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+if [ "${QUICK:-0}" = 1 ]; then
+  : "${VIEWERS:=2000}" "${EVENTS:=2000}" "${SSE_CLIENTS:=1000}" "${SSE_EVENTS:=10}"
+  : "${PAIRS:=300}" "${CHAT_PARTICIPANTS:=100}" "${CHAT_MESSAGES:=30}"
+fi
 VIEWERS=${VIEWERS:-20000}
 EVENTS=${EVENTS:-20000}
 CONNECTIONS=${CONNECTIONS:-64}
 SSE_CLIENTS=${SSE_CLIENTS:-10000}
 SSE_EVENTS=${SSE_EVENTS:-20}
-SCENARIOS=${SCENARIOS:-"join-storm webhook-flood sse-fanout call-storm chat-storm"}
-CHAT_PARTICIPANTS=${CHAT_PARTICIPANTS:-500}
-CHAT_MESSAGES=${CHAT_MESSAGES:-60}
 PAIRS=${PAIRS:-3000}
 CALL_CONCURRENCY=${CALL_CONCURRENCY:-64}
+CHAT_PARTICIPANTS=${CHAT_PARTICIPANTS:-500}
+CHAT_MESSAGES=${CHAT_MESSAGES:-60}
+ALL_SCENARIOS="join-storm webhook-flood sse-fanout call-storm chat-storm"
+SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
 TOKEN_PORT=18081
+SESSIONS_PORT=18082
+CALLS_PORT=18083
 WEBHOOK_PORT=18085
 NOTIFIER_PORT=18086
-CALLS_PORT=18083
-SESSIONS_PORT=18082
 SIM_PORT=17880
 DB=ipelya_bench
 
@@ -42,7 +61,6 @@ results=bench/results
 
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB"
 export NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
-export NATS_NAMESPACE=bench
 export AUTH_JWT_SECRET=loadtest-client-jwt-secret-not-for-production
 export LIVEKIT_API_KEY=APIloadtest
 export LIVEKIT_API_SECRET=loadtest-livekit-secret-not-for-production
@@ -52,150 +70,174 @@ export DB_POOL_SIZE=${DB_POOL_SIZE:-16}
 export RUST_LOG=${RUST_LOG:-warn}
 unset OTEL_EXPORTER_OTLP_ENDPOINT
 
+port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# One scenario: fresh database, its services, the load generator, services stopped.
+run_one() {
+  local scenario=$1
+  local dir="$logs/$scenario"
+  # Its own namespace: no stream or durable consumer left by another scenario (a webhook
+  # flood's events would otherwise reach the next scenario's consumers).
+  export NATS_NAMESPACE="bench_${scenario//-/_}"
+  rm -rf "$dir"
+  mkdir -p "$dir" "$results"
+
+  pids=()
+  stop_services() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  }
+  trap stop_services EXIT
+  trap 'exit 130' INT TERM
+
+  echo "   fresh database $DB, NATS namespace $NATS_NAMESPACE"
+  psql -q -h 127.0.0.1 -U postgres -d postgres \
+    -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+
+  # ready NAME PORT: answers /health (livekit-sim has none: its port is open).
+  ready() {
+    if [ "$1" = livekit-sim ]; then
+      port_taken "$2"
+    else
+      curl -fsS --noproxy '*' -o /dev/null "http://127.0.0.1:$2/health" 2>/dev/null
+    fi
+  }
+  # start NAME PORT [VAR=value ...]: the binary NAME on PORT, ready before it returns; its
+  # pid in $started.
+  start() {
+    local name=$1 port=$2
+    shift 2
+    env HTTP_PORT="$port" "$@" "$bin/$name" >"$dir/$name.log" 2>&1 &
+    started=$!
+    pids+=("$started")
+    for _ in $(seq 1 120); do
+      if ready "$name" "$port"; then
+        echo "   $name (pid $started) on :$port"
+        return 0
+      fi
+      if ! kill -0 "$started" 2>/dev/null; then
+        echo "$name exited during start-up:" >&2
+        tail -n 20 "$dir/$name.log" >&2
+        return 1
+      fi
+      sleep 0.5
+    done
+    echo "$name did not become ready within 60 s:" >&2
+    tail -n 20 "$dir/$name.log" >&2
+    return 1
+  }
+
+  local out="$results/$STAMP-$scenario.json"
+  local args=()
+  case $scenario in
+    join-storm)
+      start token-issuer "$TOKEN_PORT"
+      args=(join-storm --url "http://127.0.0.1:$TOKEN_PORT" --database-url "$DATABASE_URL"
+        --viewers "$VIEWERS" --connections "$CONNECTIONS"
+        --cpu-watch "token-issuer=$started" --cpu-watch postgres --cpu-watch "postgres:$DB" --cpu-watch nats-server)
+      ;;
+    webhook-flood)
+      start webhook-ingest "$WEBHOOK_PORT"
+      args=(webhook-flood --url "http://127.0.0.1:$WEBHOOK_PORT" --events "$EVENTS" --connections "$CONNECTIONS"
+        --cpu-watch "webhook-ingest=$started" --cpu-watch postgres --cpu-watch "postgres:$DB" --cpu-watch nats-server)
+      ;;
+    sse-fanout)
+      start notifier "$NOTIFIER_PORT"
+      args=(sse-fanout --addr "127.0.0.1:$NOTIFIER_PORT" --database-url "$DATABASE_URL"
+        --clients "$SSE_CLIENTS" --events "$SSE_EVENTS"
+        --cpu-watch "notifier=$started" --cpu-watch nats-server --cpu-watch "postgres:$DB")
+      ;;
+    call-storm)
+      # livekit-sim for call-signaling's CreateRoom/DeleteRoom (no webhooks: nobody joins)
+      start livekit-sim "$SIM_PORT" SIM_BIND_ADDRESS=127.0.0.1 LIVEKIT_WEBHOOK_URLS=
+      local sim=$started
+      start notifier "$NOTIFIER_PORT"
+      local notifier=$started
+      start call-signaling "$CALLS_PORT" LIVEKIT_URL="http://127.0.0.1:$SIM_PORT"
+      args=(call-storm --url "http://127.0.0.1:$CALLS_PORT" --events-url "http://127.0.0.1:$NOTIFIER_PORT"
+        --database-url "$DATABASE_URL" --pairs "$PAIRS" --concurrency "$CALL_CONCURRENCY"
+        --cpu-watch "call-signaling=$started" --cpu-watch "notifier=$notifier" --cpu-watch "livekit-sim=$sim"
+        --cpu-watch postgres --cpu-watch nats-server)
+      ;;
+    chat-storm)
+      start livekit-sim "$SIM_PORT" SIM_BIND_ADDRESS=127.0.0.1 LIVEKIT_WEBHOOK_URLS=
+      # CHAT_RATE_PER_MIN stays at its 20: the storm shows the limiter. No reconciliation
+      # during the run: the seeded session has no room in the sim.
+      start session-manager "$SESSIONS_PORT" LIVEKIT_URL="http://127.0.0.1:$SIM_PORT" RECONCILE_INTERVAL_SECONDS=3600
+      args=(chat-storm --url "http://127.0.0.1:$SESSIONS_PORT" --database-url "$DATABASE_URL"
+        --participants "$CHAT_PARTICIPANTS" --messages "$CHAT_MESSAGES" --connections "$CONNECTIONS"
+        --cpu-watch "session-manager=$started" --cpu-watch postgres --cpu-watch "postgres:$DB" --cpu-watch nats-server)
+      ;;
+    *)
+      echo "unknown scenario $scenario (known: $ALL_SCENARIOS)" >&2
+      return 2
+      ;;
+  esac
+  local line
+  line=$("$bin/loadgen" "${args[@]}" --out "$out")
+  echo "   $line"
+  echo "$line" >>"$logs/summary.txt"
+  for log in "$dir"/*.log; do
+    lines=$(wc -l <"$log")
+    [ "$lines" -eq 0 ] || echo "   $(basename "$log" .log) logged $lines lines at warn or above: $log"
+  done
+}
+
+if [ "${1:-}" = --scenario ]; then
+  : "${STAMP:?--scenario is run by scripts/loadtest.sh itself, with STAMP set}"
+  run_one "$2"
+  exit
+fi
+
+for scenario in $SCENARIOS; do
+  [[ " $ALL_SCENARIOS " == *" $scenario "* ]] || {
+    echo "unknown scenario $scenario (known: $ALL_SCENARIOS)" >&2
+    exit 2
+  }
+done
+
 echo "== build (release)"
 cargo build --release -p token-issuer -p webhook-ingest -p notifier -p call-signaling -p session-manager -p livekit-sim -p loadgen
 
 scripts/services-up.sh
 
-port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for port in "$TOKEN_PORT" "$WEBHOOK_PORT" "$NOTIFIER_PORT" "$CALLS_PORT" "$SESSIONS_PORT" "$SIM_PORT"; do
+for port in "$TOKEN_PORT" "$SESSIONS_PORT" "$CALLS_PORT" "$WEBHOOK_PORT" "$NOTIFIER_PORT" "$SIM_PORT"; do
   if port_taken "$port"; then
     echo "port $port is already in use (an earlier loadtest still running?)" >&2
     exit 1
   fi
 done
 
-echo "== fresh database $DB"
-psql -q -h 127.0.0.1 -U postgres -d postgres \
-  -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
-
-pids=()
-stop_services() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-}
-trap stop_services EXIT
-trap 'exit 130' INT TERM
-
+export STAMP=${STAMP:-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$logs"
-HTTP_PORT=$TOKEN_PORT "$bin/token-issuer" >"$logs/token-issuer.log" 2>&1 &
-token_pid=$!
-pids+=("$token_pid")
-HTTP_PORT=$WEBHOOK_PORT "$bin/webhook-ingest" >"$logs/webhook-ingest.log" 2>&1 &
-webhook_pid=$!
-pids+=("$webhook_pid")
-HTTP_PORT=$NOTIFIER_PORT "$bin/notifier" >"$logs/notifier.log" 2>&1 &
-notifier_pid=$!
-pids+=("$notifier_pid")
-# livekit-sim for call-signaling's CreateRoom/DeleteRoom (no webhooks: nobody joins the calls)
-HTTP_PORT=$SIM_PORT SIM_BIND_ADDRESS=127.0.0.1 LIVEKIT_WEBHOOK_URLS= "$bin/livekit-sim" >"$logs/livekit-sim.log" 2>&1 &
-sim_pid=$!
-pids+=("$sim_pid")
-HTTP_PORT=$CALLS_PORT LIVEKIT_URL="http://127.0.0.1:$SIM_PORT" "$bin/call-signaling" >"$logs/call-signaling.log" 2>&1 &
-calls_pid=$!
-pids+=("$calls_pid")
-# session-manager for the chat storm (CHAT_RATE_PER_MIN stays at its 20: the storm shows the
-# limiter); no reconciliation during the run: the seeded session has no room in the sim.
-HTTP_PORT=$SESSIONS_PORT LIVEKIT_URL="http://127.0.0.1:$SIM_PORT" RECONCILE_INTERVAL_SECONDS=3600 \
-  "$bin/session-manager" >"$logs/session-manager.log" 2>&1 &
-sessions_pid=$!
-pids+=("$sessions_pid")
-
-wait_healthy() { # name port pid
-  for _ in $(seq 1 120); do
-    curl -fsS --noproxy '*' -o /dev/null "http://127.0.0.1:$2/health" 2>/dev/null && return 0
-    if ! kill -0 "$3" 2>/dev/null; then
-      echo "$1 exited during start-up:" >&2
-      tail -n 20 "$logs/$1.log" >&2
-      exit 1
-    fi
-    sleep 0.5
-  done
-  echo "$1 did not become healthy within 60 s:" >&2
-  tail -n 20 "$logs/$1.log" >&2
-  exit 1
-}
-wait_healthy token-issuer "$TOKEN_PORT" "$token_pid"
-wait_healthy webhook-ingest "$WEBHOOK_PORT" "$webhook_pid"
-wait_healthy notifier "$NOTIFIER_PORT" "$notifier_pid"
-wait_healthy call-signaling "$CALLS_PORT" "$calls_pid"
-wait_healthy session-manager "$SESSIONS_PORT" "$sessions_pid"
-echo "token-issuer (pid $token_pid) on :$TOKEN_PORT, webhook-ingest (pid $webhook_pid) on :$WEBHOOK_PORT and notifier (pid $notifier_pid) on :$NOTIFIER_PORT are healthy"
-
-mkdir -p "$results"
-stamp=$(date -u +%Y%m%dT%H%M%SZ)
-wants() { [[ " $SCENARIOS " == *" $1 "* ]]; }
-outputs=()
-summaries=()
-
-if wants join-storm; then
-  out="$results/$stamp-join-storm.json"
-  echo "== join storm: $VIEWERS viewers, $CONNECTIONS connections"
-  line=$("$bin/loadgen" join-storm --url "http://127.0.0.1:$TOKEN_PORT" \
-    --database-url "$DATABASE_URL" --viewers "$VIEWERS" --connections "$CONNECTIONS" \
-    --cpu-watch "token-issuer=$token_pid" --cpu-watch postgres --cpu-watch "postgres:$DB" --cpu-watch nats-server \
-    --out "$out")
-  echo "$line"
-  outputs+=("$out")
-  summaries+=("$line")
-fi
-
-if wants webhook-flood; then
-  out="$results/$stamp-webhook-flood.json"
-  echo "== webhook flood: $EVENTS events, $CONNECTIONS connections"
-  line=$("$bin/loadgen" webhook-flood --url "http://127.0.0.1:$WEBHOOK_PORT" \
-    --events "$EVENTS" --connections "$CONNECTIONS" \
-    --cpu-watch "webhook-ingest=$webhook_pid" --cpu-watch postgres --cpu-watch "postgres:$DB" --cpu-watch nats-server \
-    --out "$out")
-  echo "$line"
-  outputs+=("$out")
-  summaries+=("$line")
-fi
-
-if wants sse-fanout; then
-  out="$results/$stamp-sse-fanout.json"
-  echo "== SSE fan-out: $SSE_CLIENTS clients, $SSE_EVENTS events"
-  line=$("$bin/loadgen" sse-fanout --addr "127.0.0.1:$NOTIFIER_PORT" \
-    --database-url "$DATABASE_URL" --clients "$SSE_CLIENTS" --events "$SSE_EVENTS" \
-    --cpu-watch "notifier=$notifier_pid" --cpu-watch nats-server --cpu-watch "postgres:$DB" \
-    --out "$out")
-  echo "$line"
-  outputs+=("$out")
-  summaries+=("$line")
-fi
-
-if wants call-storm; then
-  out="$results/$stamp-call-storm.json"
-  echo "== call storm: $PAIRS pairs, $CALL_CONCURRENCY set-ups in flight"
-  line=$("$bin/loadgen" call-storm --url "http://127.0.0.1:$CALLS_PORT" \
-    --events-url "http://127.0.0.1:$NOTIFIER_PORT" \
-    --database-url "$DATABASE_URL" --pairs "$PAIRS" --concurrency "$CALL_CONCURRENCY" \
-    --cpu-watch "call-signaling=$calls_pid" --cpu-watch "notifier=$notifier_pid" --cpu-watch "livekit-sim=$sim_pid" \
-    --cpu-watch postgres --cpu-watch nats-server \
-    --out "$out")
-  echo "$line"
-  outputs+=("$out")
-  summaries+=("$line")
-fi
-
-if wants chat-storm; then
-  out="$results/$stamp-chat-storm.json"
-  echo "== chat storm: $CHAT_PARTICIPANTS participants × $CHAT_MESSAGES messages, $CONNECTIONS connections"
-  line=$("$bin/loadgen" chat-storm --url "http://127.0.0.1:$SESSIONS_PORT" \
-    --database-url "$DATABASE_URL" --participants "$CHAT_PARTICIPANTS" --messages "$CHAT_MESSAGES" \
-    --connections "$CONNECTIONS" \
-    --cpu-watch "session-manager=$sessions_pid" --cpu-watch postgres --cpu-watch "postgres:$DB" --cpu-watch nats-server \
-    --out "$out")
-  echo "$line"
-  outputs+=("$out")
-  summaries+=("$line")
-fi
+: >"$logs/summary.txt"
+child=
+trap '[ -z "$child" ] || kill "$child" 2>/dev/null; exit 130' INT TERM
+set -- $SCENARIOS
+total=$#
+n=0
+failed=()
+started_all=$SECONDS
+for scenario in "$@"; do
+  n=$((n + 1))
+  echo "== [$n/$total] $scenario ($(date -u +%H:%M:%S))"
+  t0=$SECONDS
+  "$0" --scenario "$scenario" &
+  child=$!
+  if wait "$child"; then
+    echo "   $scenario done in $((SECONDS - t0)) s"
+  else
+    echo "   $scenario FAILED after $((SECONDS - t0)) s (logs: $logs/$scenario/)" >&2
+    failed+=("$scenario")
+  fi
+  child=
+done
 
 echo
-echo "== summary ($(git rev-parse --short HEAD 2>/dev/null || echo 'no commit'), $(nproc) cores)"
-printf '%s\n' "${summaries[@]}"
-echo "results: ${outputs[*]}"
-for name in token-issuer webhook-ingest notifier call-signaling session-manager livekit-sim; do
-  lines=$(wc -l <"$logs/$name.log")
-  [ "$lines" -eq 0 ] || echo "$name logged $lines lines at warn or above: $logs/$name.log"
-done
+echo "== summary of run $STAMP ($(git rev-parse --short HEAD 2>/dev/null || echo 'no commit'), $(nproc) cores, $((SECONDS - started_all)) s)"
+cat "$logs/summary.txt"
+ls "$results/$STAMP"-*.json 2>/dev/null | sed 's/^/result: /' || true
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "failed: ${failed[*]}" >&2
+  exit 1
+fi

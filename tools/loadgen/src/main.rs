@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 
+mod bench_report;
 mod call_storm;
+mod chart;
 mod chat_storm;
 mod cpu;
 mod engine;
@@ -42,6 +44,9 @@ enum Scenario {
     /// Every participant of one live session posts chat messages through session-manager,
     /// past the rate limit: posts/s, 201 and 429 latencies.
     ChatStorm(chat_storm::Args),
+    /// Not a scenario: the result files of `bench/results/` as a Markdown page with a table
+    /// and an SVG chart per scenario, comparing a run with the ones before it.
+    Report(bench_report::Args),
 }
 
 impl Scenario {
@@ -50,7 +55,10 @@ impl Scenario {
         match self {
             Scenario::JoinStorm(a) => Some(&a.run),
             Scenario::WebhookFlood(a) => Some(&a.run),
-            Scenario::SseFanout(_) | Scenario::CallStorm(_) | Scenario::ChatStorm(_) => None,
+            Scenario::SseFanout(_)
+            | Scenario::CallStorm(_)
+            | Scenario::ChatStorm(_)
+            | Scenario::Report(_) => None,
         }
     }
 
@@ -70,6 +78,7 @@ impl Scenario {
             Scenario::SseFanout(_) => "sse-fanout",
             Scenario::CallStorm(_) => "call-storm",
             Scenario::ChatStorm(_) => "chat-storm",
+            Scenario::Report(_) => "report",
         }
     }
 }
@@ -159,6 +168,7 @@ async fn run(scenario: Scenario) -> anyhow::Result<()> {
         Scenario::SseFanout(a) => return sse_fanout::run(a.clone()).await,
         Scenario::CallStorm(a) => return call_storm::run(a.clone()).await,
         Scenario::ChatStorm(a) => return chat_storm::run(a.clone()).await,
+        Scenario::Report(a) => return bench_report::run(a),
     };
     let args = scenario
         .run_args()

@@ -45,6 +45,13 @@ pub struct Machine {
     pub cores: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu_model: Option<String>,
+    /// `MemTotal` of `/proc/meminfo`: a run on a machine with less memory may not compare.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u64>,
+    /// The kernel release (`/proc/sys/kernel/osrelease`): the network stack is part of what
+    /// is measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
 }
 
 impl Machine {
@@ -59,8 +66,28 @@ impl Machine {
                         .and_then(|rest| rest.split_once(':'))
                         .map(|(_, model)| model.trim().to_owned())
                 }),
+            memory_mib: std::fs::read_to_string("/proc/meminfo")
+                .ok()
+                .and_then(|info| mem_total_mib(&info)),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .ok()
+                .map(|k| k.trim().to_owned())
+                .filter(|k| !k.is_empty()),
         }
     }
+}
+
+/// `MemTotal:       8138088 kB` → 7947.
+fn mem_total_mib(meminfo: &str) -> Option<u64> {
+    let kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024)
 }
 
 /// Percentiles in milliseconds (three decimals: the histogram records microseconds).
@@ -228,6 +255,14 @@ mod tests {
         let l = LatencyMs::from_micros(&histogram([250, 250, 250, 1_500]));
         assert_eq!(l.p50, 0.25);
         assert_eq!(l.max, 1.5);
+    }
+
+    #[test]
+    fn memory_from_meminfo() {
+        let info = "MemTotal:        8138088 kB\nMemFree:          123456 kB\n";
+        assert_eq!(mem_total_mib(info), Some(7947));
+        assert_eq!(mem_total_mib("MemFree: 1 kB\n"), None);
+        assert_eq!(mem_total_mib("MemTotal: lots\n"), None);
     }
 
     #[test]
