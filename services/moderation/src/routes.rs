@@ -31,13 +31,15 @@ pub fn ts_opt(t: Option<DateTime<Utc>>) -> Option<String> {
 }
 
 /// An optional free-text reason: at most 500 characters (the column's limit); blank = none.
+/// The limit holds for the text as sent, as the schema's `maxLength` says (trimming comes
+/// after: a reason over the limit is refused even when its excess is blank).
 pub fn reason(r: Option<String>) -> Result<Option<String>, ApiError> {
-    match r.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty()) {
-        Some(r) if r.chars().count() > 500 => Err(ApiError::validation(
+    if r.as_ref().is_some_and(|r| r.chars().count() > 500) {
+        return Err(ApiError::validation(
             "reason must be at most 500 characters",
-        )),
-        r => Ok(r),
+        ));
     }
+    Ok(r.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty()))
 }
 
 fn report_status_schema() -> Schema {
@@ -803,20 +805,25 @@ pub async fn report(
     let mut conn = db::pool::conn(&state.pool).await?;
     let me = authz::caller(&mut conn, user).await?;
     let body: ReportRequest = web::extract::from_object(body.into_inner())?;
+    // The limits hold for the text as sent (the schema's `maxLength`), then it is trimmed.
     let why = body.reason.trim();
-    if why.is_empty() || why.chars().count() > 200 {
+    if why.is_empty() || body.reason.chars().count() > 200 {
         return Err(ApiError::validation("reason must be 1 to 200 characters"));
+    }
+    if body
+        .details
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 2000)
+    {
+        return Err(ApiError::validation(
+            "details must be at most 2000 characters",
+        ));
     }
     let details = body
         .details
         .as_deref()
         .map(str::trim)
         .filter(|d| !d.is_empty());
-    if details.is_some_and(|d| d.chars().count() > 2000) {
-        return Err(ApiError::validation(
-            "details must be at most 2000 characters",
-        ));
-    }
     if body.reported_user_id == me.id {
         return Err(ApiError::validation("you cannot report yourself"));
     }

@@ -43,10 +43,11 @@ impl Month {
         })
     }
 
-    /// `YYYY-MM`.
+    /// `YYYY-MM`, digits only (`str::parse` alone would take `+202-01` and `2026-+1`).
     pub fn parse(s: &str) -> Option<Month> {
         let (y, m) = s.split_once('-')?;
-        if y.len() != 4 || m.len() != 2 {
+        let digits = |p: &str, n: usize| p.len() == n && p.bytes().all(|b| b.is_ascii_digit());
+        if !digits(y, 4) || !digits(m, 2) {
             return None;
         }
         Self::new(y.parse().ok()?, m.parse().ok()?)
@@ -110,7 +111,7 @@ pub async fn month_usage(
 #[into_params(parameter_in = Query)]
 pub struct UsageQuery {
     /// `YYYY-MM` (default: this month, UTC).
-    #[param(pattern = r"^[0-9]{4}-[0-9]{2}$")]
+    #[param(pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
     month: Option<String>,
 }
 
@@ -507,7 +508,17 @@ mod tests {
         assert_eq!(m.label(), "2026-12");
         assert_eq!(m.end, Month::parse("2027-01").unwrap().start);
         for bad in [
-            "2026-13", "2026-1", "26-01", "2026/01", "", "2026-00", "abcd-ef",
+            "2026-13",
+            "2026-1",
+            "26-01",
+            "2026/01",
+            "",
+            "2026-00",
+            "abcd-ef",
+            "+202-01",
+            "2026-+1",
+            "-001-01",
+            "２０２６-01",
         ] {
             assert!(Month::parse(bad).is_none(), "{bad}");
         }

@@ -429,6 +429,32 @@ async fn bad_inputs_are_refused_and_nothing_is_stored() {
             422,
             "VALIDATION_ERROR",
         ),
+        // The limits hold for the text as sent (the document's `maxLength`), blank excess
+        // included.
+        (
+            host,
+            Method::POST,
+            format!("/v1/moderation/sessions/{session}/bans"),
+            json!({"userId": viewer, "reason": format!("{} ", "x".repeat(500))}),
+            422,
+            "VALIDATION_ERROR",
+        ),
+        (
+            viewer,
+            Method::POST,
+            "/v1/reports".into(),
+            json!({"reportedUserId": host, "reason": format!("{}  ", "x".repeat(199))}),
+            422,
+            "VALIDATION_ERROR",
+        ),
+        (
+            viewer,
+            Method::POST,
+            "/v1/reports".into(),
+            json!({"reportedUserId": host, "reason": "spam", "details": format!(" {}", "x".repeat(2000))}),
+            422,
+            "VALIDATION_ERROR",
+        ),
         (
             viewer,
             Method::POST,
@@ -610,6 +636,15 @@ async fn bad_inputs_are_refused_and_nothing_is_stored() {
             ops,
             Method::GET,
             "/v1/ops/stats/daily?days=many".into(),
+            Value::Null,
+            422,
+            "VALIDATION_ERROR",
+        ),
+        // `limit` is not one of daily's parameters (it was taken and ignored).
+        (
+            ops,
+            Method::GET,
+            "/v1/ops/stats/daily?limit=5".into(),
             Value::Null,
             422,
             "VALIDATION_ERROR",

@@ -116,7 +116,15 @@ async fn a_scripted_month_matches_the_minutes_computed_by_hand() {
         .md(Method::GET, "/v1/ops/usage?month=2026-02", ops, None)
         .await;
     assert_eq!(body["usage"]["participantMinutes"], json!(1));
-    for bad in ["2026-13", "2026-3", "march", "2026-03-01"] {
+    // `%2B` is `+`: a sign is not a digit (`str::parse` alone took `+202-01`).
+    for bad in [
+        "2026-13",
+        "2026-3",
+        "march",
+        "2026-03-01",
+        "%2B202-03",
+        "2026-%2B3",
+    ] {
         let (status, body) = stack
             .md(
                 Method::GET,
