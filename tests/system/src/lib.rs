@@ -3,6 +3,9 @@
 //! namespace of their own; the real nginx gateway in front (`gateway`); and, for the fault
 //! suite, a PostgreSQL cluster and a NATS server of its own that can be restarted (`infra`).
 
+pub mod gateway;
+pub mod otlp;
 pub mod stack;
 
+pub use gateway::{Gateway, GatewayConfig};
 pub use stack::{Stack, StackConfig, Svc};
