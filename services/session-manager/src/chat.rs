@@ -11,17 +11,20 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web as aw};
 use bus::{Event, Family, proto};
+use chrono::{DateTime, Utc};
 use db::queries::chat::{self as q, Message, Participation};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use domain::ErrorCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
-use web::error::success;
+use web::openapi::ErrorBody;
 use web::rate_limit::KeyedLimiter;
 use web::{ApiError, AuthUser};
 
 use crate::State;
+use crate::api::{self, Success};
 
 /// The longest message, in characters.
 pub const MAX_BODY_CHARS: usize = 500;
@@ -59,15 +62,48 @@ impl Chat {
     }
 }
 
-/// A message as API.md's resources look.
-pub fn message_json(m: &Message) -> Value {
-    json!({
-        "id": m.id,
-        "sessionId": m.session_id,
-        "userId": m.user_id,
-        "body": m.body,
-        "createdAt": m.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    })
+/// A chat message as API.md's resources look.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Message)]
+pub struct MessageView {
+    id: Uuid,
+    session_id: Uuid,
+    /// The author.
+    user_id: Uuid,
+    /// Trimmed; 1 to 500 characters.
+    body: String,
+    #[serde(serialize_with = "api::millis")]
+    created_at: DateTime<Utc>,
+}
+
+impl From<&Message> for MessageView {
+    fn from(m: &Message) -> Self {
+        MessageView {
+            id: m.id,
+            session_id: m.session_id,
+            user_id: m.user_id,
+            body: m.body.clone(),
+            created_at: m.created_at,
+        }
+    }
+}
+
+/// `{"message":{...}}`.
+#[derive(Serialize, ToSchema)]
+pub struct OneMessage {
+    message: MessageView,
+}
+
+/// A page of messages, oldest first.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagePage {
+    messages: Vec<MessageView>,
+    /// The `after` of the next page (only pages asked with `after` have one); `null` on the
+    /// last one.
+    #[schema(required = true)]
+    next_cursor: Option<String>,
 }
 
 /// The caller's standing in the session, or the refusal every chat and gift route shares.
@@ -93,9 +129,12 @@ pub(crate) async fn participation(
     })
 }
 
-#[derive(Debug, Deserialize)]
+/// A chat message to post.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PostMessage {
+pub struct PostMessage {
+    /// Trimmed; 1 to 500 characters (inner newlines kept).
+    #[schema(min_length = 1, max_length = 500)]
     body: String,
 }
 
@@ -106,6 +145,26 @@ fn ended(session: Uuid) -> ApiError {
     )
 }
 
+/// Posts a chat message (a participant, while the session has not ended).
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/{id}/messages",
+    operation_id = "postMessage",
+    tag = "chat",
+    params(("id" = Uuid, Path, description = "the session")),
+    request_body = PostMessage,
+    responses(
+        (status = 201, description = "the message", body = Success<OneMessage>),
+        (status = 401, description = api::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = "BANNED: banned from this session; FORBIDDEN: not a participant", body = ErrorBody),
+        (status = 404, description = api::SESSION_NOT_FOUND, body = ErrorBody),
+        (status = 409, description = "INVALID_TRANSITION: the session has ended", body = ErrorBody),
+        (status = 413, description = api::TOO_LARGE, body = ErrorBody),
+        (status = 422, description = api::INVALID_INPUT, body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: over CHAT_RATE_PER_MIN in this session; see Retry-After", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "seconds"))),
+    ),
+)]
 pub async fn post(
     user: AuthUser,
     state: aw::Data<State>,
@@ -158,20 +217,40 @@ pub async fn post(
         .await?
         .ok_or_else(|| ended(session))?;
     metrics::counter!("chat_messages_total", "outcome" => "posted").increment(1);
-    Ok(success(
+    Ok(Success::respond(
         StatusCode::CREATED,
-        json!({ "message": message_json(&message) }),
+        OneMessage {
+            message: (&message).into(),
+        },
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// A message id: list the ones after it.
+    /// A message id: list the ones after it, oldest first (without it: the newest ones).
     after: Option<Uuid>,
+    /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
 }
 
+/// Recent messages (a participant); soft-deleted ones are never listed.
+#[utoipa::path(
+    get,
+    path = "/v1/sessions/{id}/messages",
+    operation_id = "listMessages",
+    tag = "chat",
+    params(("id" = Uuid, Path, description = "the session"), ListQuery),
+    responses(
+        (status = 200, description = "a page of messages, oldest first", body = Success<MessagePage>),
+        (status = 401, description = api::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = "BANNED: banned from this session; FORBIDDEN: not a participant", body = ErrorBody),
+        (status = 404, description = api::SESSION_NOT_FOUND, body = ErrorBody),
+        (status = 422, description = api::INVALID_INPUT, body = ErrorBody),
+    ),
+)]
 pub async fn list(
     user: AuthUser,
     state: aw::Data<State>,
@@ -198,11 +277,11 @@ pub async fn list(
     let next = (more && q.after.is_some())
         .then(|| rows.last().map(|m| m.id.to_string()))
         .flatten();
-    Ok(success(
+    Ok(Success::respond(
         StatusCode::OK,
-        json!({
-            "messages": rows.iter().map(message_json).collect::<Vec<_>>(),
-            "nextCursor": next,
-        }),
+        MessagePage {
+            messages: rows.iter().map(MessageView::from).collect(),
+            next_cursor: next,
+        },
     ))
 }

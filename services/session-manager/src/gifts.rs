@@ -10,18 +10,21 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web as aw};
 use bus::{Event, Family, proto};
+use chrono::{DateTime, Utc};
 use db::queries::gifts::{self as q, SentGift};
 use db::queries::profiles;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use domain::ErrorCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 use uuid::Uuid;
-use web::error::success;
 use web::idempotency::{self, Answer, IdempotencyKey};
+use web::openapi::ErrorBody;
 use web::{ApiError, AuthUser};
 
 use crate::State;
+use crate::api::{self, Success};
 use crate::lifecycle::Ctx;
 
 /// The host's share of `coins` at `percent`: `floor(coins × percent / 100)`.
@@ -29,41 +32,128 @@ pub fn host_share(coins: i64, percent: u8) -> i64 {
     coins * i64::from(percent) / 100
 }
 
-pub fn gift_json(g: &SentGift) -> Value {
-    json!({
-        "id": g.id,
-        "sessionId": g.session_id,
-        "senderId": g.sender_id,
-        "giftId": g.gift_id,
-        "coins": g.coins,
-        "hostShare": g.host_share,
-        "createdAt": g.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    })
+/// A sent gift as API.md describes it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = SentGift)]
+pub struct GiftView {
+    /// The sent gift (the ledger rows' `ref_id`).
+    id: Uuid,
+    session_id: Uuid,
+    sender_id: Uuid,
+    /// The catalogue's gift.
+    gift_id: Uuid,
+    /// What the sender paid.
+    coins: i64,
+    /// What the host was credited: `floor(coins × GIFT_CREATOR_SHARE_PERCENT / 100)`.
+    host_share: i64,
+    #[serde(serialize_with = "api::millis")]
+    created_at: DateTime<Utc>,
 }
 
+/// `{"gift":{...}}`.
+#[derive(Serialize, ToSchema)]
+pub struct OneGift {
+    gift: GiftView,
+}
+
+impl From<&SentGift> for OneGift {
+    fn from(g: &SentGift) -> Self {
+        OneGift {
+            gift: GiftView {
+                id: g.id,
+                session_id: g.session_id,
+                sender_id: g.sender_id,
+                gift_id: g.gift_id,
+                coins: g.coins,
+                host_share: g.host_share,
+                created_at: g.created_at,
+            },
+        }
+    }
+}
+
+/// A gift on offer.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogueGift {
+    id: Uuid,
+    name: String,
+    coin_price: i64,
+}
+
+/// `{"gifts":[...]}`, in the catalogue's order.
+#[derive(Serialize, ToSchema)]
+pub struct Catalogue {
+    gifts: Vec<CatalogueGift>,
+}
+
+/// The gift catalogue.
+#[utoipa::path(
+    get,
+    path = "/v1/gifts",
+    operation_id = "giftCatalogue",
+    tag = "gifts",
+    responses(
+        (status = 200, description = "the gifts on offer", body = Success<Catalogue>),
+        (status = 401, description = api::UNAUTHORIZED, body = ErrorBody),
+    ),
+)]
 pub async fn catalogue(user: AuthUser, state: aw::Data<State>) -> Result<HttpResponse, ApiError> {
     let mut conn = db::pool::conn(&state.ctx.pool).await?;
     profiles::find(&mut conn, user.0)
         .await?
         .ok_or_else(|| ApiError::unauthorized("unknown user"))?;
     let gifts = q::catalogue(&mut conn).await?;
-    Ok(success(
+    Ok(Success::respond(
         StatusCode::OK,
-        json!({
-            "gifts": gifts
-                .iter()
-                .map(|g| json!({"id": g.id, "name": g.name, "coinPrice": g.coin_price}))
-                .collect::<Vec<_>>(),
-        }),
+        Catalogue {
+            gifts: gifts
+                .into_iter()
+                .map(|g| CatalogueGift {
+                    id: g.id,
+                    name: g.name,
+                    coin_price: g.coin_price,
+                })
+                .collect(),
+        },
     ))
 }
 
-#[derive(Debug, Deserialize)]
+/// The gift to send.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct SendGift {
+pub struct SendGift {
+    /// A gift of the catalogue.
     gift_id: Uuid,
 }
 
+/// Sends a gift to the session's host (a participant other than the host, while `live`):
+/// the sender debited, the host credited its share, in one transaction. With an
+/// `Idempotency-Key`, a repeat answers the first answer (whatever it was).
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/{id}/gifts",
+    operation_id = "sendGift",
+    tag = "gifts",
+    params(
+        ("id" = Uuid, Path, description = "the session"),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[!-~]([ -~]{0,253}[!-~])?$",
+            description = "1 to 255 visible ASCII characters, no surrounding space; kept 24 h per user"),
+    ),
+    request_body = SendGift,
+    responses(
+        (status = 201, description = "the gift", body = Success<OneGift>,
+            headers(("Idempotent-Replayed" = String, description = "`true` on a replayed answer"))),
+        (status = 401, description = api::UNAUTHORIZED, body = ErrorBody),
+        (status = 402, description = "PAYMENT_REQUIRED: not enough coins", body = ErrorBody),
+        (status = 403, description = "BANNED: banned from this session; FORBIDDEN: not a participant, or the host", body = ErrorBody),
+        (status = 404, description = "SESSION_NOT_FOUND: no such session; NOT_FOUND: no such gift", body = ErrorBody),
+        (status = 409, description = "INVALID_TRANSITION: the session is not live; CONFLICT: the Idempotency-Key was used for another request, or its first request is in progress", body = ErrorBody),
+        (status = 413, description = api::TOO_LARGE, body = ErrorBody),
+        (status = 422, description = api::INVALID_INPUT, body = ErrorBody),
+    ),
+)]
 pub async fn send(
     user: AuthUser,
     state: aw::Data<State>,
@@ -94,7 +184,11 @@ pub async fn send(
                 return Ok(first);
             }
             let answer = match give(c, ctx, share_percent, session, user.0, req.gift_id).await? {
-                Ok(g) => Answer::success(StatusCode::CREATED, json!({ "gift": gift_json(&g) })),
+                Ok(g) => Answer {
+                    status: StatusCode::CREATED,
+                    body: Success::new(OneGift::from(&g)).into_value(),
+                    replayed: false,
+                },
                 Err(refused) => Answer::from(refused),
             };
             if let Some(scope) = &scope {

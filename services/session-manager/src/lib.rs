@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod api;
 mod chat;
 mod gifts;
 pub mod lifecycle;
@@ -21,6 +22,8 @@ use web::config::{CommonConfig, LiveKitConfig};
 use web::server::env_parse;
 
 use crate::lifecycle::{Ctx, Timings, kinds};
+
+pub use crate::api::openapi;
 
 /// The session-manager's configuration.
 #[derive(Debug, Clone)]
@@ -171,6 +174,7 @@ impl Application {
         );
         let max_body = config.common.max_body_bytes;
         let port = listener.local_addr()?.port();
+        let doc = openapi();
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(web::middleware::observe))
@@ -181,6 +185,7 @@ impl Application {
                 .app_data(web::extract::query_config())
                 .app_data(web::extract::path_config())
                 .configure(web::health::routes)
+                .configure(web::openapi::route(doc.clone()))
                 .route("/v1/sessions", aw::post().to(routes::create))
                 .route("/v1/sessions", aw::get().to(routes::list))
                 .route("/v1/sessions/{id}", aw::get().to(routes::get))

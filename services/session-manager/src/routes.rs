@@ -10,42 +10,110 @@ use domain::ErrorCode;
 use domain::rooms::session_room;
 use domain::session::{AccessType, EndReason, SessionEvent, SessionStatus, SessionType};
 use domain::validate::{PriceCoins, SessionTitle};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
-use web::error::success;
+use web::openapi::ErrorBody;
 use web::{ApiError, AuthUser};
 
 use crate::State;
+use crate::api::{self, Empty, Success};
 use crate::lifecycle::{self, kinds, session_event, status_of};
 
-/// The session as API.md describes it.
-pub fn session_json(s: &LiveSession) -> Value {
-    let ts = |t: Option<DateTime<Utc>>| {
-        t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-    };
-    json!({
-        "id": s.id,
-        "creatorId": s.creator_id,
-        "title": s.title,
-        "sessionType": s.session_type,
-        "accessType": s.access_type,
-        "priceCoins": s.price_coins,
-        "status": s.status,
-        "roomName": s.room_name,
-        "maxGuests": s.max_guests,
-        "createdAt": ts(Some(s.created_at)),
-        "startedAt": ts(s.started_at),
-        "endedAt": ts(s.ended_at),
-        "endReason": s.end_reason,
-        "hostLeftAt": ts(s.host_left_at),
-        "viewerCount": s.viewer_count,
-        "peakViewers": s.peak_viewers,
-        "totalDurationSeconds": s.total_duration_seconds,
-        "totalMessages": s.total_messages,
-        "totalGiftsReceived": s.total_gifts_received,
-        "totalGiftCoins": s.total_gift_coins,
-    })
+/// A session as API.md describes it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Session)]
+pub struct SessionView {
+    id: Uuid,
+    creator_id: Uuid,
+    /// 1 to 120 characters.
+    title: String,
+    #[schema(schema_with = api::session_type_schema)]
+    session_type: String,
+    #[schema(schema_with = api::access_type_schema)]
+    access_type: String,
+    /// Pay-per-view only.
+    #[schema(required = true)]
+    price_coins: Option<i64>,
+    #[schema(schema_with = api::session_status_schema)]
+    status: String,
+    room_name: String,
+    /// The session's own stage limit, if it lowered the configured one.
+    #[schema(required = true)]
+    max_guests: Option<i32>,
+    #[serde(serialize_with = "api::millis")]
+    created_at: DateTime<Utc>,
+    #[serde(serialize_with = "api::millis_opt")]
+    #[schema(required = true)]
+    started_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "api::millis_opt")]
+    #[schema(required = true)]
+    ended_at: Option<DateTime<Utc>>,
+    #[schema(schema_with = api::end_reason_schema, required = true)]
+    end_reason: Option<String>,
+    /// Set while the session is `host_disconnected`.
+    #[serde(serialize_with = "api::millis_opt")]
+    #[schema(required = true)]
+    host_left_at: Option<DateTime<Utc>>,
+    viewer_count: i32,
+    peak_viewers: i32,
+    total_duration_seconds: i64,
+    total_messages: i64,
+    /// How many gifts.
+    total_gifts_received: i64,
+    /// How many coins the gifts were worth.
+    total_gift_coins: i64,
+}
+
+impl From<&LiveSession> for SessionView {
+    fn from(s: &LiveSession) -> Self {
+        SessionView {
+            id: s.id,
+            creator_id: s.creator_id,
+            title: s.title.clone(),
+            session_type: s.session_type.clone(),
+            access_type: s.access_type.clone(),
+            price_coins: s.price_coins,
+            status: s.status.clone(),
+            room_name: s.room_name.clone(),
+            max_guests: s.max_guests,
+            created_at: s.created_at,
+            started_at: s.started_at,
+            ended_at: s.ended_at,
+            end_reason: s.end_reason.clone(),
+            host_left_at: s.host_left_at,
+            viewer_count: s.viewer_count,
+            peak_viewers: s.peak_viewers,
+            total_duration_seconds: s.total_duration_seconds,
+            total_messages: s.total_messages,
+            total_gifts_received: s.total_gifts_received,
+            total_gift_coins: s.total_gift_coins,
+        }
+    }
+}
+
+/// `{"session":{...}}`.
+#[derive(Serialize, ToSchema)]
+pub struct OneSession {
+    session: SessionView,
+}
+
+impl OneSession {
+    fn answer(status: StatusCode, s: &LiveSession) -> HttpResponse {
+        Success::respond(status, OneSession { session: s.into() })
+    }
+}
+
+/// A page of sessions, newest first.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionPage {
+    sessions: Vec<SessionView>,
+    /// The `cursor` of the next page; `null` on the last one.
+    #[schema(required = true)]
+    next_cursor: Option<String>,
 }
 
 /// The caller's profile, or 401 (a valid token naming no profile).
@@ -62,18 +130,44 @@ pub(crate) fn not_found() -> ApiError {
     ApiError::new(ErrorCode::SessionNotFound, "session not found")
 }
 
-#[derive(Debug, Deserialize)]
+/// `POST /v1/sessions`'s body.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateSession {
+    #[schema(schema_with = api::session_type_schema)]
     session_type: SessionType,
+    /// Trimmed; 1 to 120 characters.
+    #[schema(value_type = String, min_length = 1, max_length = 120)]
     title: SessionTitle,
+    #[schema(schema_with = api::access_type_schema)]
     access_type: AccessType,
+    /// Required for `pay_per_view`, refused for the others.
     #[serde(default)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 100000)]
     price_coins: Option<PriceCoins>,
+    /// Lowers the stage limit (`STAGE_MAX_GUESTS_VIDEO` / `STAGE_MAX_SPEAKERS_AUDIO`).
     #[serde(default)]
+    #[schema(minimum = 0)]
     max_guests: Option<i32>,
 }
 
+/// Creates a session (a creator only) and its LiveKit room.
+#[utoipa::path(
+    post,
+    path = "/v1/sessions",
+    operation_id = "createSession",
+    tag = "sessions",
+    request_body = CreateSession,
+    responses(
+        (status = 201, description = "the session, status `created`", body = Success<OneSession>),
+        (status = 401, description = api::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: the caller is not a creator", body = ErrorBody),
+        (status = 409, description = "CONFLICT: the creator already has a session that has not ended", body = ErrorBody),
+        (status = 413, description = api::TOO_LARGE, body = ErrorBody),
+        (status = 422, description = api::INVALID_INPUT, body = ErrorBody),
+        (status = 503, description = "LIVE_DISABLED: operators switched new sessions off", body = ErrorBody),
+    ),
+)]
 pub async fn create(
     user: AuthUser,
     state: aw::Data<State>,
@@ -176,12 +270,23 @@ pub async fn create(
         }
     };
     tracing::info!(session.id = %s.id, room.name = %s.room_name, "session created");
-    Ok(success(
-        StatusCode::CREATED,
-        json!({ "session": session_json(&s) }),
-    ))
+    Ok(OneSession::answer(StatusCode::CREATED, &s))
 }
 
+/// One session.
+#[utoipa::path(
+    get,
+    path = "/v1/sessions/{id}",
+    operation_id = "getSession",
+    tag = "sessions",
+    params(("id" = Uuid, Path, description = "the session")),
+    responses(
+        (status = 200, description = "the session", body = Success<OneSession>),
+        (status = 401, description = api::UNAUTHORIZED, body = ErrorBody),
+        (status = 404, description = api::SESSION_NOT_FOUND, body = ErrorBody),
+        (status = 422, description = api::INVALID_INPUT, body = ErrorBody),
+    ),
+)]
 pub async fn get(
     user: AuthUser,
     state: aw::Data<State>,
@@ -192,22 +297,40 @@ pub async fn get(
     let s = sessions::find(&mut conn, path.into_inner())
         .await?
         .ok_or_else(not_found)?;
-    Ok(success(
-        StatusCode::OK,
-        json!({ "session": session_json(&s) }),
-    ))
+    Ok(OneSession::answer(StatusCode::OK, &s))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only sessions of this type.
     #[serde(rename = "type")]
+    #[param(schema_with = api::session_type_schema)]
     session_type: Option<SessionType>,
+    /// Sessions in this status (default `live`).
+    #[param(schema_with = api::session_status_schema)]
     status: Option<SessionStatus>,
+    /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
+    /// `nextCursor` of the previous page.
     cursor: Option<String>,
 }
 
+/// Sessions in a status (default `live`), newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/sessions",
+    operation_id = "listSessions",
+    tag = "sessions",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "a page of sessions", body = Success<SessionPage>),
+        (status = 401, description = api::UNAUTHORIZED, body = ErrorBody),
+        (status = 422, description = api::INVALID_INPUT, body = ErrorBody),
+    ),
+)]
 pub async fn list(
     user: AuthUser,
     state: aw::Data<State>,
@@ -234,12 +357,30 @@ pub async fn list(
     } else {
         None
     };
-    Ok(success(
+    Ok(Success::respond(
         StatusCode::OK,
-        json!({ "sessions": page.iter().map(|s| session_json(s)).collect::<Vec<_>>(), "nextCursor": next }),
+        SessionPage {
+            sessions: page.into_iter().map(SessionView::from).collect(),
+            next_cursor: next,
+        },
     ))
 }
 
+/// The caller leaves the session: their participation is marked inactive.
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/{id}/leave",
+    operation_id = "leaveSession",
+    tag = "sessions",
+    params(("id" = Uuid, Path, description = "the session")),
+    responses(
+        (status = 200, description = "left (or was not active)", body = Success<Empty>),
+        (status = 401, description = api::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: the caller is not a participant", body = ErrorBody),
+        (status = 404, description = api::SESSION_NOT_FOUND, body = ErrorBody),
+        (status = 422, description = api::INVALID_INPUT, body = ErrorBody),
+    ),
+)]
 pub async fn leave(
     user: AuthUser,
     state: aw::Data<State>,
@@ -278,7 +419,7 @@ pub async fn leave(
         Ok(Ok(()))
     })
     .await??;
-    Ok(success(StatusCode::OK, json!({})))
+    Ok(Success::respond(StatusCode::OK, Empty {}))
 }
 
 /// Host actions: end, pause, resume.
@@ -319,12 +460,25 @@ async fn host_action(
     if ended {
         lifecycle::delete_room(ctx, &s.room_name).await;
     }
-    Ok(success(
-        StatusCode::OK,
-        json!({ "session": session_json(&s) }),
-    ))
+    Ok(OneSession::answer(StatusCode::OK, &s))
 }
 
+/// Ends the session (`host_ended`) and deletes its LiveKit room.
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/{id}/end",
+    operation_id = "endSession",
+    tag = "sessions",
+    params(("id" = Uuid, Path, description = "the session")),
+    responses(
+        (status = 200, description = "the session, `ended`", body = Success<OneSession>),
+        (status = 401, description = api::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = api::NOT_HOST, body = ErrorBody),
+        (status = 404, description = api::SESSION_NOT_FOUND, body = ErrorBody),
+        (status = 409, description = api::TRANSITION, body = ErrorBody),
+        (status = 422, description = api::INVALID_INPUT, body = ErrorBody),
+    ),
+)]
 pub async fn end(
     user: AuthUser,
     state: aw::Data<State>,
@@ -339,6 +493,22 @@ pub async fn end(
     .await
 }
 
+/// `live` → `paused`.
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/{id}/pause",
+    operation_id = "pauseSession",
+    tag = "sessions",
+    params(("id" = Uuid, Path, description = "the session")),
+    responses(
+        (status = 200, description = "the session, `paused`", body = Success<OneSession>),
+        (status = 401, description = api::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = api::NOT_HOST, body = ErrorBody),
+        (status = 404, description = api::SESSION_NOT_FOUND, body = ErrorBody),
+        (status = 409, description = api::TRANSITION, body = ErrorBody),
+        (status = 422, description = api::INVALID_INPUT, body = ErrorBody),
+    ),
+)]
 pub async fn pause(
     user: AuthUser,
     state: aw::Data<State>,
@@ -347,6 +517,22 @@ pub async fn pause(
     host_action(user, &state, path.into_inner(), SessionEvent::Pause).await
 }
 
+/// `paused` → `live`.
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/{id}/resume",
+    operation_id = "resumeSession",
+    tag = "sessions",
+    params(("id" = Uuid, Path, description = "the session")),
+    responses(
+        (status = 200, description = "the session, `live`", body = Success<OneSession>),
+        (status = 401, description = api::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = api::NOT_HOST, body = ErrorBody),
+        (status = 404, description = api::SESSION_NOT_FOUND, body = ErrorBody),
+        (status = 409, description = api::TRANSITION, body = ErrorBody),
+        (status = 422, description = api::INVALID_INPUT, body = ErrorBody),
+    ),
+)]
 pub async fn resume(
     user: AuthUser,
     state: aw::Data<State>,

@@ -30,13 +30,15 @@ use domain::roles::{Role, audience_role, grants, stage_role};
 use domain::session::SessionType;
 use domain::stage::{Actor, StageEvent, StageKind, StageStatus};
 use livekit::RoomError;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 use uuid::Uuid;
-use web::error::success;
+use web::openapi::ErrorBody;
 use web::{ApiError, AuthUser};
 
 use crate::State;
+use crate::api::{self, Success};
 use crate::lifecycle::{Ctx, TxResult, kinds, status_of};
 use crate::routes::{not_found as session_not_found, require_profile};
 
@@ -49,20 +51,64 @@ const LIVEKIT_BUDGET: Duration = Duration::from_millis(2500);
 /// What muting one track of a guest being demoted may take.
 const MUTE_TIMEOUT: Duration = Duration::from_millis(500);
 
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+/// An invitation or request as API.md describes it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = StageRequest)]
+pub struct RequestView {
+    id: Uuid,
+    session_id: Uuid,
+    /// The invited user, or the one asking.
+    user_id: Uuid,
+    #[schema(schema_with = api::stage_status_schema)]
+    status: String,
+    #[serde(serialize_with = "api::millis")]
+    created_at: DateTime<Utc>,
+    #[serde(serialize_with = "api::millis")]
+    expires_at: DateTime<Utc>,
 }
 
-/// An invitation or request as API.md describes it.
-pub fn request_json(r: &StageRequest) -> Value {
-    json!({
-        "id": r.id,
-        "sessionId": r.session_id,
-        "userId": r.user_id,
-        "status": r.status,
-        "createdAt": ts(r.created_at),
-        "expiresAt": ts(r.expires_at),
-    })
+impl From<&StageRequest> for RequestView {
+    fn from(r: &StageRequest) -> Self {
+        RequestView {
+            id: r.id,
+            session_id: r.session_id,
+            user_id: r.user_id,
+            status: r.status.clone(),
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+        }
+    }
+}
+
+/// `{"invitation":{...}}`.
+#[derive(Serialize, ToSchema)]
+pub struct OneInvitation {
+    invitation: RequestView,
+}
+
+/// `{"request":{...}}`.
+#[derive(Serialize, ToSchema)]
+pub struct OneRequest {
+    request: RequestView,
+}
+
+/// Where a guest whose turn ended stands now.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Guest)]
+pub struct GuestView {
+    session_id: Uuid,
+    user_id: Uuid,
+    /// Back in the audience: `viewer` or `listener`.
+    #[schema(schema_with = api::audience_role_schema)]
+    role: &'static str,
+}
+
+/// `{"guest":{...}}`.
+#[derive(Serialize, ToSchema)]
+pub struct OneGuest {
+    guest: GuestView,
 }
 
 fn session_type(s: &LiveSession) -> SessionType {
@@ -297,13 +343,32 @@ fn map_db(e: db::DbError) -> ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// Whom the host invites.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InviteBody {
+    /// A current viewer of the session.
     user_id: Uuid,
 }
 
 /// `POST /v1/sessions/{id}/guests/invite` — the host invites a current viewer.
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/{id}/guests/invite",
+    operation_id = "inviteGuest",
+    tag = "stage",
+    params(("id" = Uuid, Path, description = "the session")),
+    request_body = InviteBody,
+    responses(
+        (status = 201, description = "the invitation, `pending`", body = Success<OneInvitation>),
+        (status = 401, description = api::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = api::NOT_HOST, body = ErrorBody),
+        (status = 404, description = "SESSION_NOT_FOUND: no such session; NOT_FOUND: the user is not a current viewer", body = ErrorBody),
+        (status = 409, description = "CONFLICT: the stage is full, the user is on it or has a pending invitation or request; INVALID_TRANSITION: the stage is closed", body = ErrorBody),
+        (status = 413, description = api::TOO_LARGE, body = ErrorBody),
+        (status = 422, description = api::INVALID_INPUT, body = ErrorBody),
+    ),
+)]
 pub async fn invite(
     user: AuthUser,
     state: aw::Data<State>,
@@ -348,13 +413,30 @@ pub async fn invite(
         })
         .await
         .map_err(map_db)??;
-    Ok(success(
+    Ok(Success::respond(
         StatusCode::CREATED,
-        json!({ "invitation": request_json(&r) }),
+        OneInvitation {
+            invitation: (&r).into(),
+        },
     ))
 }
 
 /// `POST /v1/sessions/{id}/guests/requests` — a current viewer asks for the stage.
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/{id}/guests/requests",
+    operation_id = "requestStage",
+    tag = "stage",
+    params(("id" = Uuid, Path, description = "the session")),
+    responses(
+        (status = 201, description = "the request, `pending`", body = Success<OneRequest>),
+        (status = 401, description = api::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: the caller is not a current viewer", body = ErrorBody),
+        (status = 404, description = api::SESSION_NOT_FOUND, body = ErrorBody),
+        (status = 409, description = "CONFLICT: the caller is the host, on stage, or has a pending invitation or request; INVALID_TRANSITION: the stage is closed", body = ErrorBody),
+        (status = 422, description = api::INVALID_INPUT, body = ErrorBody),
+    ),
+)]
 pub async fn request(
     user: AuthUser,
     state: aw::Data<State>,
@@ -390,19 +472,23 @@ pub async fn request(
         })
         .await
         .map_err(map_db)??;
-    Ok(success(
+    Ok(Success::respond(
         StatusCode::CREATED,
-        json!({ "request": request_json(&r) }),
+        OneRequest {
+            request: (&r).into(),
+        },
     ))
 }
 
-#[derive(Debug, Deserialize)]
+/// The invitee's answer.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AcceptBody {
     accept: bool,
 }
 
-#[derive(Debug, Deserialize)]
+/// The host's answer.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApproveBody {
     approve: bool,
@@ -410,6 +496,26 @@ pub struct ApproveBody {
 
 /// `POST /v1/sessions/{id}/guests/invitations/{invitationId}/respond` — the invited user.
 /// Anyone else gets 404: an invitation is visible to its invitee only.
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/{id}/guests/invitations/{invitationId}/respond",
+    operation_id = "respondInvitation",
+    tag = "stage",
+    params(
+        ("id" = Uuid, Path, description = "the session"),
+        ("invitationId" = Uuid, Path, description = "the invitation"),
+    ),
+    request_body = AcceptBody,
+    responses(
+        (status = 200, description = "the invitation, `accepted` (the caller is on stage) or `declined`", body = Success<OneInvitation>),
+        (status = 401, description = api::UNAUTHORIZED, body = ErrorBody),
+        (status = 404, description = "SESSION_NOT_FOUND: no such session; NOT_FOUND: no such invitation for the caller", body = ErrorBody),
+        (status = 409, description = "INVALID_TRANSITION: answered, expired or cancelled already, or the stage is closed; CONFLICT: the stage is full or the caller left the room", body = ErrorBody),
+        (status = 413, description = api::TOO_LARGE, body = ErrorBody),
+        (status = 422, description = api::INVALID_INPUT, body = ErrorBody),
+        (status = 503, description = api::LIVEKIT_UNAVAILABLE, body = ErrorBody),
+    ),
+)]
 pub async fn respond_invitation(
     user: AuthUser,
     state: aw::Data<State>,
@@ -428,6 +534,27 @@ pub async fn respond_invitation(
 
 /// `POST /v1/sessions/{id}/guests/requests/{requestId}/respond` — the host only (403 for
 /// anyone else: the session, and that it takes requests, are no secret).
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/{id}/guests/requests/{requestId}/respond",
+    operation_id = "respondRequest",
+    tag = "stage",
+    params(
+        ("id" = Uuid, Path, description = "the session"),
+        ("requestId" = Uuid, Path, description = "the request"),
+    ),
+    request_body = ApproveBody,
+    responses(
+        (status = 200, description = "the request, `accepted` (the user is on stage) or `declined`", body = Success<OneRequest>),
+        (status = 401, description = api::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = api::NOT_HOST, body = ErrorBody),
+        (status = 404, description = "SESSION_NOT_FOUND: no such session; NOT_FOUND: no such request", body = ErrorBody),
+        (status = 409, description = "INVALID_TRANSITION: answered, expired or cancelled already, or the stage is closed; CONFLICT: the stage is full or the user left the room", body = ErrorBody),
+        (status = 413, description = api::TOO_LARGE, body = ErrorBody),
+        (status = 422, description = api::INVALID_INPUT, body = ErrorBody),
+        (status = 503, description = api::LIVEKIT_UNAVAILABLE, body = ErrorBody),
+    ),
+)]
 pub async fn respond_request(
     user: AuthUser,
     state: aw::Data<State>,
@@ -459,10 +586,11 @@ async fn answer(
         StageKind::Request => web::extract::from_object::<ApproveBody>(body)?.approve,
     };
     let r = respond(&mut conn, state, id, rid, user.0, kind, yes).await?;
-    Ok(success(
-        StatusCode::OK,
-        json!({ kind.as_str(): request_json(&r) }),
-    ))
+    let r = RequestView::from(&r);
+    Ok(match kind {
+        StageKind::Invitation => Success::respond(StatusCode::OK, OneInvitation { invitation: r }),
+        StageKind::Request => Success::respond(StatusCode::OK, OneRequest { request: r }),
+    })
 }
 
 /// Answers an invitation or a request: the one path of both, so accept and approve promote
@@ -579,6 +707,25 @@ async fn respond(
 
 /// `POST /v1/sessions/{id}/guests/{userId}/end` — the host, or the guest itself: back to the
 /// audience, publishing revoked live.
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/{id}/guests/{userId}/end",
+    operation_id = "endGuestTurn",
+    tag = "stage",
+    params(
+        ("id" = Uuid, Path, description = "the session"),
+        ("userId" = Uuid, Path, description = "the guest"),
+    ),
+    responses(
+        (status = 200, description = "the guest, back in the audience", body = Success<OneGuest>),
+        (status = 401, description = api::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: the caller is neither the host nor the guest", body = ErrorBody),
+        (status = 404, description = "SESSION_NOT_FOUND: no such session; NOT_FOUND: no such participant", body = ErrorBody),
+        (status = 409, description = "INVALID_TRANSITION: the user is not on stage", body = ErrorBody),
+        (status = 422, description = api::INVALID_INPUT, body = ErrorBody),
+        (status = 503, description = api::LIVEKIT_UNAVAILABLE, body = ErrorBody),
+    ),
+)]
 pub async fn end_turn(
     user: AuthUser,
     state: aw::Data<State>,
@@ -612,9 +759,15 @@ pub async fn end_turn(
             Ok(Ok(audience_role(t)))
         })
         .await??;
-    Ok(success(
+    Ok(Success::respond(
         StatusCode::OK,
-        json!({ "guest": { "sessionId": id, "userId": guest, "role": role.as_str() } }),
+        OneGuest {
+            guest: GuestView {
+                session_id: id,
+                user_id: guest,
+                role: role.as_str(),
+            },
+        },
     ))
 }
 

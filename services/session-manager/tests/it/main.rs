@@ -6,6 +6,7 @@ mod crash;
 mod e2e;
 mod gifts;
 mod money;
+mod openapi;
 mod ordering;
 mod reconcile;
 mod routes;
