@@ -12,6 +12,23 @@ use actix_web::{App, HttpServer, middleware::from_fn, web as aw};
 use tokio::task::JoinHandle;
 use web::backbone::Backbone;
 use web::config::CommonConfig;
+use web::openapi::BearerAuth;
+
+/// The service's OpenAPI document, generated from the handlers' annotations.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "notifier", description = "Push devices and each user's event stream (API.md)"),
+    paths(devices::register, devices::unregister, stream::events),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+/// The document served at `GET /openapi.json` (title = the service, version = the crate's).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = <ApiDoc as utoipa::OpenApi>::openapi();
+    doc.info.license = None; // utoipa fills an empty one from Cargo's (unset) `license`
+    doc
+}
 
 /// The notifier's configuration.
 #[derive(Debug, Clone)]
@@ -69,6 +86,7 @@ impl Application {
         let health = aw::Data::new(backbone.health());
         let max_body = config.common.max_body_bytes;
         let port = listener.local_addr()?.port();
+        let doc = openapi();
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(web::middleware::observe))
@@ -80,6 +98,7 @@ impl Application {
                 .app_data(web::extract::query_config())
                 .app_data(web::extract::path_config())
                 .configure(web::health::routes)
+                .configure(web::openapi::route(doc.clone()))
                 .configure(devices::routes)
                 .configure(stream::routes)
                 .default_service(aw::to(web::extract::not_found))

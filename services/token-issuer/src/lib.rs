@@ -11,8 +11,25 @@ use actix_web::{App, HttpServer, middleware::from_fn, web as aw};
 use web::client_ip::TrustedProxies;
 use web::config::{CommonConfig, LiveKitConfig};
 use web::health::{DbCheck, HealthChecks, NatsCheck};
+use web::openapi::BearerAuth;
 use web::rate_limit::KeyedLimiter;
 use web::server::env_parse;
+
+/// The service's OpenAPI document, generated from the handlers' annotations.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "token-issuer", description = "LiveKit access tokens for sessions and calls (API.md)"),
+    paths(routes::issue),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+/// The document served at `GET /openapi.json` (title = the service, version = the crate's).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = <ApiDoc as utoipa::OpenApi>::openapi();
+    doc.info.license = None; // utoipa fills an empty one from Cargo's (unset) `license`
+    doc
+}
 
 /// The token-issuer's configuration.
 #[derive(Debug, Clone)]
@@ -98,6 +115,7 @@ impl Application {
             .with(NatsCheck(nats));
         let data = aw::Data::from(state.clone());
         let max_body = common.max_body_bytes;
+        let doc = openapi();
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(web::middleware::observe))
@@ -107,6 +125,7 @@ impl Application {
                 .app_data(web::extract::query_config())
                 .app_data(web::extract::path_config())
                 .configure(web::health::routes)
+                .configure(web::openapi::route(doc.clone()))
                 .route("/v1/tokens", aw::post().to(routes::issue))
                 .default_service(aw::to(web::extract::not_found))
         })

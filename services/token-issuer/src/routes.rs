@@ -9,31 +9,44 @@ use domain::call::{CallStatus, CallType};
 use domain::roles::{Grants, Role, grants};
 use domain::session::{AccessType, SessionStatus, SessionType};
 use domain::{ErrorCode, call};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 use web::ApiError;
-use web::error::success;
+use web::openapi::ErrorBody;
 
 use crate::State;
 
-/// `{"sessionId": uuid}` or `{"callId": uuid}`.
+/// What the body is parsed into first: both optional, so that "both" and "neither" get
+/// their own messages rather than serde's "did not match any variant".
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct TokenRequest {
+struct RawTokenRequest {
     session_id: Option<Uuid>,
     call_id: Option<Uuid>,
 }
 
-enum Target {
-    Session(Uuid),
-    Call(Uuid),
+/// `POST /v1/tokens`'s body: a session or a call, never both (other fields are ignored).
+#[derive(Debug, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum TokenRequest {
+    /// A token for a session's room.
+    Session {
+        #[serde(rename = "sessionId")]
+        session_id: Uuid,
+    },
+    /// A token for a call's room.
+    Call {
+        #[serde(rename = "callId")]
+        call_id: Uuid,
+    },
 }
 
-fn target(body: serde_json::Value) -> Result<Target, ApiError> {
-    let req: TokenRequest = web::extract::from_object(body)?;
+fn target(body: serde_json::Value) -> Result<TokenRequest, ApiError> {
+    let req: RawTokenRequest = web::extract::from_object(body)?;
     match (req.session_id, req.call_id) {
-        (Some(s), None) => Ok(Target::Session(s)),
-        (None, Some(c)) => Ok(Target::Call(c)),
+        (Some(session_id), None) => Ok(TokenRequest::Session { session_id }),
+        (None, Some(call_id)) => Ok(TokenRequest::Call { call_id }),
         (Some(_), Some(_)) => Err(ApiError::validation(
             "give either sessionId or callId, not both",
         )),
@@ -43,6 +56,50 @@ fn target(body: serde_json::Value) -> Result<Target, ApiError> {
     }
 }
 
+/// The answer: a LiveKit access token for the room and what the app needs to join it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct TokenIssued {
+    /// Always `true`.
+    success: bool,
+    /// The LiveKit access token (a JWT signed with the LiveKit API secret).
+    token: String,
+    /// Where the app connects (`LIVEKIT_WS_URL`).
+    ws_url: String,
+    /// `live_video_<id>`, `audio_room_<id>` or the call's room.
+    room_name: String,
+    /// The caller's role in the room.
+    #[schema(schema_with = role_schema)]
+    role: Role,
+    /// When the token expires (RFC 3339, UTC).
+    #[schema(format = DateTime)]
+    expires_at: String,
+}
+
+fn role_schema() -> utoipa::openapi::schema::Schema {
+    web::openapi::wire_enum(Role::WIRE_NAMES)
+}
+
+/// Admits the caller to a session or call and answers a LiveKit token for its room.
+#[utoipa::path(
+    post,
+    path = "/v1/tokens",
+    tag = "tokens",
+    request_body = TokenRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Admitted: the room's token", body = TokenIssued),
+        (status = 401, description = "UNAUTHORIZED: missing, bad or expired token, or no profile", body = ErrorBody),
+        (status = 402, description = "PAYMENT_REQUIRED: pay-per-view and not enough coins", body = ErrorBody),
+        (status = 403, description = "BANNED or SUBSCRIPTION_REQUIRED", body = ErrorBody),
+        (status = 404, description = "SESSION_NOT_FOUND (unknown or ended) or CALL_NOT_FOUND", body = ErrorBody),
+        (status = 409, description = "INVALID_TRANSITION: the call is not in a state that has a room", body = ErrorBody),
+        (status = 413, description = "PAYLOAD_TOO_LARGE", body = ErrorBody),
+        (status = 422, description = "VALIDATION_ERROR: not a JSON object with exactly one of sessionId and callId", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED, per user or per client address", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ),
+)]
 pub(crate) async fn issue(
     req: HttpRequest,
     state: aw::Data<State>,
@@ -74,21 +131,19 @@ async fn issue_inner(
         .user_id;
     state.per_user.check(&user)?;
     let issued = match target(body)? {
-        Target::Session(session) => session_token(state, user, session).await?,
-        Target::Call(call) => call_token(state, user, call).await?,
+        TokenRequest::Session { session_id } => session_token(state, user, session_id).await?,
+        TokenRequest::Call { call_id } => call_token(state, user, call_id).await?,
     };
     metrics::counter!("tokens_issued_total", "role" => issued.role.as_str()).increment(1);
     let expires_at = Utc::now() + chrono::Duration::from_std(state.token_ttl).unwrap_or_default();
-    Ok(success(
-        StatusCode::OK,
-        serde_json::json!({
-            "token": issued.token,
-            "wsUrl": state.ws_url,
-            "roomName": issued.room,
-            "role": issued.role.as_str(),
-            "expiresAt": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        }),
-    ))
+    Ok(HttpResponse::build(StatusCode::OK).json(TokenIssued {
+        success: true,
+        token: issued.token,
+        ws_url: state.ws_url.clone(),
+        room_name: issued.room,
+        role: issued.role,
+        expires_at: expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    }))
 }
 
 struct Issued {

@@ -5,13 +5,169 @@ use actix_web::{HttpRequest, HttpResponse, web as aw};
 use bus::{Event, Family, proto};
 use chrono::{DateTime, Utc};
 use livekit::WebhookEvent;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
 use web::ApiError;
-use web::error::success;
+use web::openapi::ErrorBody;
 
 use crate::State;
 use crate::batch::{Fact, Prepared};
 
+/// The body LiveKit sends: its protobuf-JSON `WebhookEvent`. `livekit::parse_webhook` reads
+/// it (leniently: every field optional, unknown fields and values accepted); this type
+/// only describes, for the document, the fields webhook-ingest uses and the limits
+/// [`check_storable`] holds them to (a unit test keeps the two equal).
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = WebhookEvent)]
+#[allow(dead_code)] // read by the OpenAPI derive only
+pub(crate) struct WebhookEventDoc {
+    /// `room_started`, `participant_joined`, ... (any name; an empty one is refused).
+    #[schema(min_length = 1)]
+    event: String,
+    /// `EV_...`, the same across LiveKit's retries: the deduplication key.
+    #[serde(default)]
+    #[schema(max_length = 128)]
+    id: String,
+    /// Unix seconds when LiveKit emitted it (protojson writes int64 as a string).
+    #[serde(default)]
+    #[schema(schema_with = string_integer_or_null)]
+    created_at: String,
+    room: Option<RoomDoc>,
+    participant: Option<ParticipantDoc>,
+    track: Option<TrackDoc>,
+}
+
+/// `livekit.Room`: the fields used.
+#[derive(ToSchema)]
+#[schema(as = Room)]
+#[allow(dead_code)]
+pub(crate) struct RoomDoc {
+    #[serde(default)]
+    #[schema(max_length = 256)]
+    sid: String,
+    #[serde(default)]
+    #[schema(max_length = 256)]
+    name: String,
+}
+
+/// `livekit.ParticipantInfo`: the fields used.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = ParticipantInfo)]
+#[allow(dead_code)]
+pub(crate) struct ParticipantDoc {
+    #[serde(default)]
+    #[schema(max_length = 256)]
+    sid: String,
+    /// The user id (token-issuer's identity).
+    #[serde(default)]
+    #[schema(max_length = 256)]
+    identity: String,
+    #[serde(default)]
+    name: String,
+    /// `CLIENT_INITIATED`, `PARTICIPANT_REMOVED`, ... or a newer name.
+    #[serde(default)]
+    #[schema(schema_with = string_integer_or_null)]
+    disconnect_reason: String,
+}
+
+/// `livekit.TrackInfo`: the fields used.
+#[derive(ToSchema)]
+#[schema(as = TrackInfo)]
+#[allow(dead_code)]
+pub(crate) struct TrackDoc {
+    #[serde(default)]
+    sid: String,
+    /// `CAMERA`, `MICROPHONE`, `SCREEN_SHARE`, `SCREEN_SHARE_AUDIO`, `UNKNOWN`.
+    #[serde(default)]
+    #[schema(schema_with = string_integer_or_null)]
+    source: String,
+}
+
+/// `webhook_events.id`'s limit.
+const MAX_ID_CHARS: usize = 128;
+/// Room names, sids and identities are short (ours: `live_video_<uuid>`, user ids; LiveKit's
+/// sids ~15 characters); a longer one could not go into an index (PostgreSQL refuses
+/// entries over ~2.7 kB), so it is refused at the door rather than failing the write.
+const MAX_NAME_CHARS: usize = 256;
+
+/// What the database cannot store is refused as a bad body (400, LiveKit does not retry):
+/// a NUL character anywhere (`text` and `jsonb` refuse `\u0000`), an over-long id or name.
+fn check_storable(event: &WebhookEvent, raw: &serde_json::Value) -> Result<(), ApiError> {
+    let refuse = |why: String| Err(ApiError::validation(why).with_status(400));
+    if holds_nul(raw) {
+        return refuse("the body holds a NUL character (\\u0000)".into());
+    }
+    if event.id.chars().count() > MAX_ID_CHARS {
+        return refuse(format!("id is over {MAX_ID_CHARS} characters"));
+    }
+    let room = event.room.as_ref();
+    let participant = event.participant.as_ref();
+    let names = [
+        ("room.name", room.map(|r| r.name.as_str())),
+        ("room.sid", room.map(|r| r.sid.as_str())),
+        ("participant.sid", participant.map(|p| p.sid.as_str())),
+        (
+            "participant.identity",
+            participant.map(|p| p.identity.as_str()),
+        ),
+    ];
+    for (field, value) in names {
+        if value.is_some_and(|v| v.chars().count() > MAX_NAME_CHARS) {
+            return refuse(format!("{field} is over {MAX_NAME_CHARS} characters"));
+        }
+    }
+    Ok(())
+}
+
+fn holds_nul(v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
+}
+
+/// What the lenient parser takes for an int64 (`createdAt`: protojson's decimal string or a
+/// plain integer) and for an enum (its name or number); `null` is the zero value.
+fn string_integer_or_null() -> utoipa::openapi::schema::Schema {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([
+            Type::String,
+            Type::Integer,
+            Type::Null,
+        ]))
+        .into()
+}
+
+/// The answer to a verified webhook.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Received {
+    /// Always `true`.
+    success: bool,
+    /// `true` when this event id was stored before (a retry): nothing changed.
+    duplicate: bool,
+}
+
+/// LiveKit's webhook: verified, stored once by its id, published through the outbox.
+#[utoipa::path(
+    post,
+    path = "/webhooks/livekit",
+    tag = "webhooks",
+    request_body(content = WebhookEventDoc, content_type = "application/webhook+json"),
+    security(("livekitWebhook" = [])),
+    responses(
+        (status = 200, description = "Stored (`duplicate: false`) or already stored (`duplicate: true`)", body = Received),
+        (status = 400, description = "VALIDATION_ERROR: signed, but not a webhook body (LiveKit does not retry 4xx)", body = ErrorBody),
+        (status = 401, description = "UNAUTHORIZED: missing or bad signature, or the body does not match its `sha256` claim", body = ErrorBody),
+        (status = 413, description = "PAYLOAD_TOO_LARGE: over `MAX_BODY_BYTES`", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn receive(
     req: HttpRequest,
     payload: aw::Payload,
@@ -36,6 +192,10 @@ pub(crate) async fn receive(
         return Err(ApiError::validation("webhook without an event name").with_status(400));
     }
     let raw: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    check_storable(&event, &raw).inspect_err(|_| {
+        metrics::counter!("webhook_events_total", "event" => "unknown", "outcome" => "unstorable")
+            .increment(1);
+    })?;
     let name = subject_token(&event.event);
     let stored = state
         .batcher
@@ -48,10 +208,10 @@ pub(crate) async fn receive(
         "outcome" => if stored { "stored" } else { "duplicate" }
     )
     .increment(1);
-    Ok(success(
-        StatusCode::OK,
-        serde_json::json!({ "duplicate": !stored }),
-    ))
+    Ok(HttpResponse::build(StatusCode::OK).json(Received {
+        success: true,
+        duplicate: !stored,
+    }))
 }
 
 /// The event name as a subject token: LiveKit's names are `[a-z_]+`; anything else (a
@@ -159,7 +319,29 @@ fn prepare(event: &WebhookEvent, raw: serde_json::Value, body: &[u8]) -> Prepare
 
 #[cfg(test)]
 mod tests {
-    use super::subject_token;
+    use super::{MAX_ID_CHARS, MAX_NAME_CHARS, subject_token};
+
+    /// The document states the limits `check_storable` holds.
+    #[test]
+    fn the_documented_limits_are_the_checked_ones() {
+        let doc = serde_json::to_value(crate::openapi()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(
+            schemas["WebhookEvent"]["properties"]["id"]["maxLength"],
+            MAX_ID_CHARS
+        );
+        for (schema, field) in [
+            ("Room", "name"),
+            ("Room", "sid"),
+            ("ParticipantInfo", "sid"),
+            ("ParticipantInfo", "identity"),
+        ] {
+            assert_eq!(
+                schemas[schema]["properties"][field]["maxLength"], MAX_NAME_CHARS,
+                "{schema}.{field}"
+            );
+        }
+    }
 
     #[test]
     fn odd_event_names_become_unknown() {

@@ -10,6 +10,45 @@ use actix_web::dev::Server;
 use actix_web::{App, HttpServer, middleware::from_fn, web as aw};
 use web::backbone::Backbone;
 use web::config::{CommonConfig, LiveKitConfig};
+use web::openapi::BearerAuth;
+
+/// The service's OpenAPI document, generated from the handler's annotations.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "webhook-ingest", description = "LiveKit's webhooks in, events out (API.md)"),
+    paths(ingest::receive),
+    modifiers(&BearerAuth, &LiveKitSignature)
+)]
+struct ApiDoc;
+
+/// The document served at `GET /openapi.json` (title = the service, version = the crate's).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = <ApiDoc as utoipa::OpenApi>::openapi();
+    doc.info.license = None; // utoipa fills an empty one from Cargo's (unset) `license`
+    doc
+}
+
+/// The `livekitWebhook` scheme: not the app's bearer token but LiveKit's own signature, a
+/// JWT in `Authorization` (raw, or after `Bearer `) signed with the LiveKit API secret, whose
+/// `sha256` claim is the base64 SHA-256 of the exact body.
+struct LiveKitSignature;
+
+impl utoipa::Modify for LiveKitSignature {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "livekitWebhook",
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                    "Authorization",
+                    "LiveKit's webhook signature: an HS256 JWT (API key as `iss`, signed with \
+                     the API secret) whose `sha256` claim is the base64 SHA-256 of the raw body",
+                ))),
+            );
+    }
+}
 
 /// The webhook-ingest's configuration.
 #[derive(Debug, Clone)]
@@ -59,12 +98,14 @@ impl Application {
         let data = aw::Data::from(state);
         let health = aw::Data::new(backbone.health());
         let port = listener.local_addr()?.port();
+        let doc = openapi();
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(web::middleware::observe))
                 .app_data(data.clone())
                 .app_data(health.clone())
                 .configure(web::health::routes)
+                .configure(web::openapi::route(doc.clone()))
                 .route("/webhooks/livekit", aw::post().to(ingest::receive))
                 .default_service(aw::to(web::extract::not_found))
         })

@@ -24,6 +24,7 @@ use bus::Family;
 use domain::ErrorCode;
 use tokio::task::JoinHandle;
 use web::backbone::Backbone;
+use web::openapi::ErrorBody;
 use web::server::env_parse;
 use web::{ApiError, ApiResult, AuthUser};
 
@@ -141,7 +142,23 @@ pub fn routes(cfg: &mut aw::ServiceConfig) {
 
 /// The caller's stream. A `Last-Event-ID` found in the user's recent events replays what
 /// followed it; any other value gets `event: resync` (refetch state), then live events.
-async fn events(req: HttpRequest, user: AuthUser, hub: aw::Data<Hub>) -> ApiResult<HttpResponse> {
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "events",
+    params(("Last-Event-ID" = Option<String>, Header, description = "The last event id received: resumes after it (or `event: resync` when it is too old)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Server-Sent Events, open until the client or the service closes it: `id: <event id>`, `event: <type>` (`call.ringing`, `session.live`, `session.gift_sent`, ..., `resync`), `data: <JSON>`; a `: hb` comment every `STREAM_HEARTBEAT_SECONDS`", content_type = "text/event-stream", body = String),
+        (status = 401, description = "UNAUTHORIZED: missing, bad or expired token, or no profile", body = ErrorBody),
+        (status = 503, description = "INTERNAL_ERROR: the service is shutting down", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn events(
+    req: HttpRequest,
+    user: AuthUser,
+    hub: aw::Data<Hub>,
+) -> ApiResult<HttpResponse> {
     {
         let mut conn = db::pool::conn(&hub.pool).await?;
         db::queries::profiles::find(&mut conn, user.0)

@@ -210,3 +210,33 @@ async fn delete_is_for_the_owner_only() {
     // Gone: a second delete is 404.
     assert_eq!(delete(alice, token).await.unwrap().status().as_u16(), 404);
 }
+
+/// A NUL in the path (`%00`) reached the query and failed it with a 500 (PostgreSQL's text
+/// cannot hold one). What PUT would refuse as a token, DELETE refuses the same way now.
+#[tokio::test]
+async fn delete_refuses_what_cannot_be_a_token() {
+    let w = support::log_mode().await;
+    let alice = w.user("alice").await;
+    let token = fcm_token();
+    w.device(alice, "android", "standard", &token).await;
+    let too_long = "a".repeat(notifier::devices::MAX_TOKEN_CHARS + 1);
+    for path in [
+        format!("{token}%00"),
+        "a%00b".to_owned(),
+        format!("{token}%20x"),
+        "tab%09here".to_owned(),
+        too_long,
+    ] {
+        let res = w
+            .http
+            .delete(w.url(&format!("/v1/devices/{path}")))
+            .bearer_auth(testkit::token_for(alice))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 422, "{path}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["errorCode"], "VALIDATION_ERROR", "{path}: {body}");
+    }
+    assert_eq!(w.device_count(&token).await, 1);
+}

@@ -2,6 +2,7 @@
 //! stand-ins.
 
 mod devices;
+mod openapi;
 mod push;
 mod stream;
 mod support;

@@ -1,6 +1,7 @@
 //! token-issuer over real HTTP, against a real database of its own.
 
 mod calls;
+mod openapi;
 mod sessions;
 mod validation;
 

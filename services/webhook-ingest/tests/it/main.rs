@@ -1,5 +1,7 @@
 //! webhook-ingest over real HTTP, with a database and NATS namespace of its own.
 
+mod openapi;
+
 use std::net::TcpListener;
 use std::time::Duration;
 
@@ -216,6 +218,52 @@ async fn bad_signatures_are_refused_and_nothing_is_stored() {
     }
     assert_eq!(app.count("SELECT count(*) FROM webhook_events").await, 0);
     assert_eq!(app.count("SELECT count(*) FROM outbox").await, 0);
+}
+
+/// Found by the schemathesis run: a NUL character (PostgreSQL's `text` and `jsonb` refuse
+/// `\u0000`) or an id or name too long for its column or index failed the write with a 500
+/// (and LiveKit retried it for nothing). Refused at the door now; the limits themselves pass.
+#[tokio::test]
+async fn signed_bodies_the_database_cannot_store_are_400_and_leave_no_trace() {
+    let app = spawn_app().await;
+    let long = |n: usize| "x".repeat(n);
+    let mut cases = Vec::new();
+    let mut with = |f: &dyn Fn(&mut Value)| {
+        let mut body = joined("EV_bad", "PA_bad", "u", 1_771_351_907);
+        f(&mut body);
+        cases.push(body);
+    };
+    with(&|b| b["room"]["name"] = json!("live\u{0}video"));
+    with(&|b| b["participant"]["name"] = json!("\u{0}"));
+    with(&|b| b["extra"] = json!({"k\u{0}": [1, "nested \u{0}"]}));
+    with(&|b| b["id"] = json!(long(129)));
+    with(&|b| b["room"]["name"] = json!(long(257)));
+    with(&|b| b["room"]["sid"] = json!(long(257)));
+    with(&|b| b["participant"]["sid"] = json!(long(257)));
+    with(&|b| b["participant"]["identity"] = json!(long(257)));
+    for body in &cases {
+        let (status, resp) = app.send(body).await;
+        assert_error(status, &resp, 400, "VALIDATION_ERROR");
+    }
+    assert_eq!(app.count("SELECT count(*) FROM webhook_events").await, 0);
+    assert_eq!(app.count("SELECT count(*) FROM outbox").await, 0);
+    assert_eq!(
+        app.count("SELECT count(*) FROM livekit_participations")
+            .await,
+        0
+    );
+
+    // At the limits, and with names that merely look odd, it is stored.
+    let mut body = joined(&long(128), &long(256), &long(256), 1_771_351_907);
+    body["room"]["name"] = json!(long(256));
+    body["participant"]["name"] = json!("\\u0000 is six characters here");
+    let (status, resp) = app.send(&body).await;
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(
+        app.count("SELECT count(*) FROM livekit_participations")
+            .await,
+        1
+    );
 }
 
 #[tokio::test]
