@@ -119,6 +119,18 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
+/// PostgreSQL's `text` cannot hold U+0000 (the insert would fail as a 500): a text field
+/// with one is refused as the bad input it is. (Their schemas say so with the pattern
+/// `^[^\x00]*$`.)
+pub fn no_nul(field: &str, text: &str) -> Result<(), web::ApiError> {
+    if text.contains('\0') {
+        return Err(web::ApiError::validation(format!(
+            "{field} must not contain NUL characters"
+        )));
+    }
+    Ok(())
+}
+
 // What each refusal means, for the responses' descriptions (codes and statuses: API.md).
 pub const UNAUTHORIZED: &str =
     "UNAUTHORIZED: no token, a malformed, badly signed or expired one, or one naming no profile";

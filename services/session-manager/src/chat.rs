@@ -133,8 +133,8 @@ pub(crate) async fn participation(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostMessage {
-    /// Trimmed; 1 to 500 characters (inner newlines kept).
-    #[schema(min_length = 1, max_length = 500)]
+    /// Trimmed; 1 to 500 characters (inner newlines kept), no NUL.
+    #[schema(min_length = 1, max_length = 500, pattern = "^[^\\x00]*$")]
     body: String,
 }
 
@@ -183,6 +183,7 @@ pub async fn post(
             "body must be at most {MAX_BODY_CHARS} characters"
         )));
     }
+    api::no_nul("body", text)?;
     if let Err(e) = state.chat.limiter.check(&(user.0, session)) {
         metrics::counter!("chat_messages_total", "outcome" => "rate_limited").increment(1);
         return Err(e);

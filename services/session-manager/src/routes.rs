@@ -136,8 +136,8 @@ pub(crate) fn not_found() -> ApiError {
 pub struct CreateSession {
     #[schema(schema_with = api::session_type_schema)]
     session_type: SessionType,
-    /// Trimmed; 1 to 120 characters.
-    #[schema(value_type = String, min_length = 1, max_length = 120)]
+    /// Trimmed; 1 to 120 characters, no NUL.
+    #[schema(value_type = String, min_length = 1, max_length = 120, pattern = "^[^\\x00]*$")]
     title: SessionTitle,
     #[schema(schema_with = api::access_type_schema)]
     access_type: AccessType,
@@ -176,6 +176,7 @@ pub async fn create(
     let mut conn = db::pool::conn(&state.ctx.pool).await?;
     let profile = require_profile(&mut conn, user.0).await?;
     let body: CreateSession = web::extract::from_object(body.into_inner())?;
+    api::no_nul("title", body.title.as_str())?;
     if !profile.is_creator {
         return Err(ApiError::forbidden("only creators can go live"));
     }

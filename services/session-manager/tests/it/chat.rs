@@ -370,6 +370,27 @@ async fn bad_bodies_are_refused_and_nothing_is_stored() {
     assert_eq!(total_messages(&stack, session).await, 0);
 }
 
+/// Found by schemathesis: PostgreSQL's text cannot hold U+0000, and the insert failed as a
+/// 500.
+#[tokio::test]
+async fn a_body_with_a_nul_character_is_422_and_stores_nothing() {
+    let stack = stack().await;
+    let host = testkit::profile(&stack.db, "host", true, None).await;
+    let session = stack.public_session(host).await;
+    for body in ["x\u{0}y", "\u{0}", " hi \u{0}"] {
+        let (status, answer) = post(&stack, host, session, json!({ "body": body })).await;
+        assert_error(status, &answer, 422, "VALIDATION_ERROR");
+        assert!(
+            answer["error"].as_str().unwrap().contains("NUL"),
+            "{answer}"
+        );
+    }
+    assert_eq!(stored_messages(&stack).await, 0);
+    assert_eq!(total_messages(&stack, session).await, 0);
+    let (status, _) = post(&stack, host, session, json!({ "body": "x y" })).await;
+    assert_eq!(status, 201);
+}
+
 #[tokio::test]
 async fn strangers_banned_users_and_ended_sessions_cannot_post() {
     let stack = stack().await;

@@ -243,6 +243,29 @@ async fn concurrent_creates_of_one_creator_make_exactly_one_session() {
     );
 }
 
+/// Found by schemathesis: PostgreSQL's text cannot hold U+0000, and the insert failed as a
+/// 500 (after the LiveKit room had been created for nothing).
+#[tokio::test]
+async fn a_title_with_a_nul_character_is_422_and_creates_no_room() {
+    let stack = stack().await;
+    let creator = testkit::profile(&stack.db, "creator", true, None).await;
+    for title in ["a\u{0}b", "\u{0}", " live \u{0} "] {
+        let mut body = public_body();
+        body["title"] = json!(title);
+        let (status, answer) = stack.create_session(creator, body).await;
+        assert_error(status, &answer, 422, "VALIDATION_ERROR");
+        assert!(
+            answer["error"].as_str().unwrap().contains("NUL"),
+            "{answer}"
+        );
+    }
+    assert_eq!(sessions_stored(&stack).await, 0);
+    let rooms = stack.sim_rooms().await;
+    assert!(!rooms.to_string().contains("live_video_"), "{rooms}");
+    // The same creator's next, clean create goes through.
+    stack.public_session(creator).await;
+}
+
 #[tokio::test]
 async fn a_refused_concurrent_create_leaves_no_room_in_livekit() {
     let stack = stack().await;
