@@ -20,8 +20,8 @@
 #
 # Every size has a variable (below); QUICK only changes the defaults. The services run with
 # the token limits raised out of the way (the storm measures the path, not the rate
-# limiter), RUST_LOG=warn, on ports 18081-18086 and 17880 so a local stack on the default
-# ports is left alone. The SSE clients and the notifier are separate processes, each under
+# limiter), RUST_LOG=warn, on ports PORT_BASE+1..+7 (18081-18087, or the first free one of
+# 28080 and 38080 when something holds one of those) so a local stack is left alone. The SSE clients and the notifier are separate processes, each under
 # its own `ulimit -n`: SSE_CLIENTS must stay well below it. Logs: target/loadtest/<scenario>/.
 # Only the machine's PostgreSQL and NATS are used (scripts/services-up.sh starts them when
 # they are installed but down). A scenario that fails is reported and the others still run;
@@ -33,8 +33,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "${QUICK:-0}" = 1 ]; then
-  : "${VIEWERS:=2000}" "${EVENTS:=2000}" "${SSE_CLIENTS:=1000}" "${SSE_EVENTS:=10}"
-  : "${PAIRS:=300}" "${CHAT_PARTICIPANTS:=100}" "${CHAT_MESSAGES:=30}"
+  : "${VIEWERS:=5000}" "${EVENTS:=5000}" "${SSE_CLIENTS:=2000}" "${SSE_EVENTS:=10}"
+  : "${PAIRS:=500}" "${CHAT_PARTICIPANTS:=100}" "${CHAT_MESSAGES:=30}"
 fi
 VIEWERS=${VIEWERS:-20000}
 EVENTS=${EVENTS:-20000}
@@ -47,12 +47,6 @@ CHAT_PARTICIPANTS=${CHAT_PARTICIPANTS:-500}
 CHAT_MESSAGES=${CHAT_MESSAGES:-60}
 ALL_SCENARIOS="join-storm webhook-flood sse-fanout call-storm chat-storm"
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
-TOKEN_PORT=18081
-SESSIONS_PORT=18082
-CALLS_PORT=18083
-WEBHOOK_PORT=18085
-NOTIFIER_PORT=18086
-SIM_PORT=17880
 DB=ipelya_bench
 
 bin=${CARGO_TARGET_DIR:-target}/release
@@ -71,6 +65,21 @@ export RUST_LOG=${RUST_LOG:-warn}
 unset OTEL_EXPORTER_OTLP_ENDPOINT
 
 port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# The services' ports: PORT_BASE + 1 token-issuer, 2 session-manager, 3 call-signaling,
+# 5 webhook-ingest, 6 notifier, 7 livekit-sim.
+set_ports() {
+  TOKEN_PORT=$(($1 + 1)) SESSIONS_PORT=$(($1 + 2)) CALLS_PORT=$(($1 + 3))
+  WEBHOOK_PORT=$(($1 + 5)) NOTIFIER_PORT=$(($1 + 6)) SIM_PORT=$(($1 + 7))
+}
+ports_free() {
+  set_ports "$1"
+  for port in "$TOKEN_PORT" "$SESSIONS_PORT" "$CALLS_PORT" "$WEBHOOK_PORT" "$NOTIFIER_PORT" "$SIM_PORT"; do
+    if port_taken "$port"; then
+      echo "port $port is already in use" >&2
+      return 1
+    fi
+  done
+}
 
 # One scenario: fresh database, its services, the load generator, services stopped.
 run_one() {
@@ -91,7 +100,7 @@ run_one() {
   trap 'exit 130' INT TERM
 
   echo "   fresh database $DB, NATS namespace $NATS_NAMESPACE"
-  psql -q -h 127.0.0.1 -U postgres -d postgres \
+  PGOPTIONS='-c client_min_messages=warning' psql -q -h 127.0.0.1 -U postgres -d postgres \
     -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
 
   # ready NAME PORT: answers /health (livekit-sim has none: its port is open).
@@ -107,6 +116,10 @@ run_one() {
   start() {
     local name=$1 port=$2
     shift 2
+    if port_taken "$port"; then
+      echo "port $port of $name was taken meanwhile" >&2
+      return 1
+    fi
     env HTTP_PORT="$port" "$@" "$bin/$name" >"$dir/$name.log" 2>&1 &
     started=$!
     pids+=("$started")
@@ -184,7 +197,8 @@ run_one() {
 }
 
 if [ "${1:-}" = --scenario ]; then
-  : "${STAMP:?--scenario is run by scripts/loadtest.sh itself, with STAMP set}"
+  : "${STAMP:?--scenario is run by scripts/loadtest.sh itself, with STAMP and PORT_BASE set}"
+  set_ports "$PORT_BASE"
   run_one "$2"
   exit
 fi
@@ -201,12 +215,21 @@ cargo build --release -p token-issuer -p webhook-ingest -p notifier -p call-sign
 
 scripts/services-up.sh
 
-for port in "$TOKEN_PORT" "$SESSIONS_PORT" "$CALLS_PORT" "$WEBHOOK_PORT" "$NOTIFIER_PORT" "$SIM_PORT"; do
-  if port_taken "$port"; then
-    echo "port $port is already in use (an earlier loadtest still running?)" >&2
-    exit 1
-  fi
-done
+# PORT_BASE given: those ports or nothing; else the first block of the three that is free
+# (something else, another stack or an earlier loadtest still running, may hold one).
+if [ -n "${PORT_BASE:-}" ]; then
+  ports_free "$PORT_BASE" || exit 1
+else
+  for base in 18080 28080 38080; do
+    if ports_free "$base" 2>/dev/null; then
+      PORT_BASE=$base
+      break
+    fi
+  done
+  [ -n "${PORT_BASE:-}" ] || { ports_free 18080 || true; echo "no free port block (PORT_BASE)" >&2; exit 1; }
+fi
+export PORT_BASE
+echo "services on ports $TOKEN_PORT-$SIM_PORT (PORT_BASE=$PORT_BASE)"
 
 export STAMP=${STAMP:-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$logs"

@@ -648,12 +648,12 @@ pub fn build(
     let _ = match busiest {
         Some((_, r)) => writeln!(
             md,
-            "- **Machine load**: busy: other work took up to {:.0} % of a core during the \
+            "- **Machine load**: busy: other work took up to {:.0} % of a core during \
              {} (and the machine was {:.0} % busy in the second before it); figures of \
              scenarios marked `busy` are noisy, measure again on a quiet machine before \
              drawing conclusions from them.",
             r.others_pct.unwrap_or(0.0),
-            r.kind.title().to_lowercase(),
+            r.kind.name(),
             r.busy_before_pct.unwrap_or(0.0),
         ),
         None if this.iter().any(|r| r.others_pct.is_some()) => writeln!(
@@ -758,8 +758,13 @@ pub fn build(
                 BarStyle::Current if h.in_this_run => "this run",
                 BarStyle::Current => "newest",
                 BarStyle::Comparable => "yes",
-                BarStyle::Other if r.size != h.reference.size => "other size",
-                BarStyle::Other => "other machine",
+                BarStyle::Other => {
+                    match (r.size != h.reference.size, r.machine != h.reference.machine) {
+                        (true, true) => "other size and machine",
+                        (true, false) => "other size",
+                        _ => "other machine",
+                    }
+                }
             };
             let _ = write!(
                 md,
@@ -798,7 +803,7 @@ pub fn build(
             let names: Vec<&str> = processes.iter().map(|p| p.as_str()).collect();
             let _ = writeln!(md, "| run | {} |", names.join(" | "));
             let _ = writeln!(md, "|---|{}", "---:|".repeat(names.len()));
-            for r in &h.shown {
+            for r in h.shown.iter().filter(|r| !r.cpu_ms.is_empty()) {
                 let cells: Vec<String> = names
                     .iter()
                     .map(|p| r.cpu_ms.get(*p).map_or("—".to_owned(), |v| number(*v)))
@@ -1039,7 +1044,7 @@ mod tests {
         assert!(md.contains("| **20261120T090000Z** | — |"), "{md}");
         assert!(md.contains("Not measured in this run; the newest run of it is 20261120T090000Z."));
         assert!(
-            md.contains("busy: other work took up to 24 % of a core during the join storm"),
+            md.contains("busy: other work took up to 24 % of a core during join-storm"),
             "{md}"
         );
         assert!(

@@ -167,9 +167,15 @@ pub fn svg(chart: &Chart) -> String {
             );
         }
         for (i, p) in chart.points.iter().enumerate() {
+            // Hollow for a run of another size or machine, like its pale bar.
+            let fill = if p.style == BarStyle::Other {
+                "white"
+            } else {
+                colour
+            };
             let _ = writeln!(
                 s,
-                r##"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{colour}"><title>{} {}: {name} {} ms</title></circle>"##,
+                r##"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{fill}" stroke="{colour}" stroke-width="1.5"><title>{} {}: {name} {} ms</title></circle>"##,
                 x_of(i),
                 y_of(p.latency[k]),
                 escape(&p.label),
