@@ -154,12 +154,18 @@ impl Gateway {
         let url = format!("{}/health", self.url());
         let client = reqwest::Client::new();
         let deadline = tokio::time::Instant::now() + within;
+        let pid_file = self.dir.join("nginx.pid");
         loop {
-            if let Ok(r) = client
-                .get(&url)
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
+            // nginx writes its pid file once its port is bound: until then an answer could
+            // come from another test's process that took the port first.
+            let bound = std::fs::read_to_string(&pid_file)
+                .is_ok_and(|pid| pid.trim() == self.child.id().to_string());
+            if bound
+                && let Ok(r) = client
+                    .get(&url)
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .await
                 && r.status().is_success()
             {
                 return Ok(());
@@ -237,6 +243,7 @@ pub async fn stack_behind_gateway(
     config: StackConfig,
     gateway: GatewayConfig,
 ) -> anyhow::Result<(Stack, Gateway)> {
+    nginx_bin()?; // before starting seven processes for nothing
     let config = config.with_env_for(
         Svc::LivekitSim,
         "LIVEKIT_WEBHOOK_URLS",
@@ -276,18 +283,21 @@ pub fn gateway_dir() -> PathBuf {
 
 /// `NGINX_BIN`, else `nginx` on the PATH or in /usr/sbin (Debian's package).
 pub fn nginx_bin() -> anyhow::Result<PathBuf> {
-    if let Ok(bin) = std::env::var("NGINX_BIN") {
-        return Ok(PathBuf::from(bin));
-    }
     let path = std::env::var("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin")])
-        .map(|dir| dir.join("nginx"))
+    let candidates: Vec<PathBuf> = match std::env::var("NGINX_BIN") {
+        Ok(bin) => vec![PathBuf::from(bin)],
+        Err(_) => std::env::split_paths(&path)
+            .chain([PathBuf::from("/usr/sbin")])
+            .map(|dir| dir.join("nginx"))
+            .collect(),
+    };
+    candidates
+        .into_iter()
         .find(|candidate| candidate.is_file())
         .context(
             "nginx is not installed: the end-to-end tests run through the real gateway \
              (Debian's package: `apt-get install nginx`, see tests/system/README.md), \
-             or set NGINX_BIN",
+             or set NGINX_BIN to it",
         )
 }
 

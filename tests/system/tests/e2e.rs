@@ -13,6 +13,9 @@ use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// Connections per service: PostgreSQL's 100 are shared by every stack running at once.
+const DB_POOL_SIZE: &str = "2";
+
 /// An answer: status, X-Request-Id, Retry-After and the JSON body.
 struct Answer {
     status: StatusCode,
@@ -147,22 +150,22 @@ async fn user(db: &testkit::TestDb, name: &str, creator: bool, role: Option<&str
     testkit::profile(db, &name, creator, role).await
 }
 
-async fn coins(db: &testkit::TestDb, user: Uuid) -> i64 {
-    db.sql()
-        .await
-        .query_opt(
-            "SELECT balance FROM coin_wallets WHERE user_id = $1",
-            &[&user],
-        )
-        .await
-        .expect("wallet")
-        .map_or(0, |r| r.get(0))
+async fn coins(sql: &tokio_postgres::Client, user: Uuid) -> i64 {
+    sql.query_opt(
+        "SELECT balance FROM coin_wallets WHERE user_id = $1",
+        &[&user],
+    )
+    .await
+    .expect("wallet")
+    .map_or(0, |r| r.get(0))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_broadcast_with_chat_gift_kick_and_ban_ends_after_the_host_leaves() {
     let (config, db) = StackConfig::fresh().await.expect("config");
-    let config = config.with_env("HOST_GRACE_SECONDS", "1");
+    let config = config
+        .with_env("DB_POOL_SIZE", DB_POOL_SIZE)
+        .with_env("HOST_GRACE_SECONDS", "1");
     let (stack, gateway) = stack_behind_gateway(config, GatewayConfig::new().unwrap())
         .await
         .expect("stack and gateway");
@@ -170,14 +173,14 @@ async fn e2e_broadcast_with_chat_gift_kick_and_ban_ends_after_the_host_leaves() 
     let creator = user(&db, "creator", true, None).await;
     let fan = user(&db, "fan", false, None).await;
     let lurker = user(&db, "lurker", false, None).await;
-    db.sql()
-        .await
-        .execute(
-            "INSERT INTO coin_wallets (user_id, balance) VALUES ($1, 1000)",
-            &[&fan],
-        )
-        .await
-        .unwrap();
+    // one connection for the test's own reads
+    let sql = db.sql().await;
+    sql.execute(
+        "INSERT INTO coin_wallets (user_id, balance) VALUES ($1, 1000)",
+        &[&fan],
+    )
+    .await
+    .unwrap();
 
     let created = app
         .call(
@@ -239,9 +242,9 @@ async fn e2e_broadcast_with_chat_gift_kick_and_ban_ends_after_the_host_leaves() 
     )
     .await;
     assert_eq!(sent.status, StatusCode::CREATED, "{}", sent.body);
-    assert_eq!(coins(&db, fan).await, 1000 - price);
+    assert_eq!(coins(&sql, fan).await, 1000 - price);
     assert_eq!(
-        coins(&db, creator).await,
+        coins(&sql, creator).await,
         sent.body["gift"]["hostShare"].as_i64().unwrap()
     );
     app.wait_session(creator, &id, "the gift counted", |s| {
@@ -326,6 +329,7 @@ async fn read_until(stream: &mut reqwest::Response, seen: &mut String, want: &st
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_call_rings_on_the_callees_event_stream_goes_live_and_ends() {
     let (config, db) = StackConfig::fresh().await.expect("config");
+    let config = config.with_env("DB_POOL_SIZE", DB_POOL_SIZE);
     let (stack, gateway) = stack_behind_gateway(config, GatewayConfig::new().unwrap())
         .await
         .expect("stack and gateway");
@@ -402,6 +406,7 @@ async fn e2e_call_rings_on_the_callees_event_stream_goes_live_and_ends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_gateway_envelopes_request_ids_ops_network_and_rate_limit() {
     let (config, db) = StackConfig::fresh().await.expect("config");
+    let config = config.with_env("DB_POOL_SIZE", DB_POOL_SIZE);
     let openapi = config.log_dir.join("openapi.json");
     std::fs::write(&openapi, r#"{"openapi":"3.1.0","paths":{}}"#).unwrap();
     let (mut stack, gateway) = stack_behind_gateway(

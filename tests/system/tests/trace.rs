@@ -79,6 +79,8 @@ async fn trace_of_a_call_goes_from_the_gateway_through_nats_to_the_notifier() {
     let receiver = OtlpReceiver::start().await.expect("OTLP receiver");
     let (config, db) = StackConfig::fresh().await.expect("config");
     let config = config
+        // PostgreSQL's 100 connections are shared by every stack running at once
+        .with_env("DB_POOL_SIZE", "2")
         .with_env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
         // the SDK's batch delay is 5 s by default
         .with_env("OTEL_BSP_SCHEDULE_DELAY", "100");
