@@ -128,7 +128,13 @@ impl Stack {
         ensure_built()?;
         let mut ports = HashMap::new();
         for svc in std::iter::once(Svc::LivekitSim).chain(Svc::SERVICES) {
-            ports.insert(svc, free_port()?);
+            let port = loop {
+                let port = free_port()?;
+                if !ports.values().any(|&p| p == port) {
+                    break port;
+                }
+            };
+            ports.insert(svc, port);
         }
         let mut stack = Stack {
             config,
@@ -260,12 +266,16 @@ impl Stack {
         let client = reqwest::Client::new();
         let deadline = tokio::time::Instant::now() + within;
         loop {
+            // The answer counts only when our own process holds the listening socket: two
+            // stacks started at once may pick the same free port, and then the other
+            // stack's service would answer for ours.
             if let Ok(r) = client
                 .get(&url)
                 .timeout(Duration::from_secs(2))
                 .send()
                 .await
                 && r.status().is_success()
+                && self.listens(svc)
             {
                 return Ok(());
             }
@@ -291,6 +301,52 @@ impl Stack {
     }
 }
 
+impl Stack {
+    /// Whether the process of `svc` holds the socket listening on its port.
+    fn listens(&self, svc: Svc) -> bool {
+        let Some(pid) = self.procs.get(&svc).and_then(|p| p.child.id()) else {
+            return false;
+        };
+        let inodes = listening_inodes(self.port(svc));
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            return false;
+        };
+        fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path())
+                .ok()
+                .and_then(|l| {
+                    l.to_str()?
+                        .strip_prefix("socket:[")?
+                        .strip_suffix(']')?
+                        .parse::<u64>()
+                        .ok()
+                })
+                .is_some_and(|inode| inodes.contains(&inode))
+        })
+    }
+}
+
+/// The inodes of the TCP sockets listening on `port` (any address), from /proc/net/tcp{,6}.
+fn listening_inodes(port: u16) -> Vec<u64> {
+    let port_hex = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|text| {
+            text.lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let cols: Vec<&str> = line.split_whitespace().collect();
+                    // local_address, state 0A = LISTEN, inode is the tenth column
+                    (cols.len() > 9 && cols[1].ends_with(&port_hex) && cols[3] == "0A")
+                        .then(|| cols[9].parse().ok())
+                        .flatten()
+                })
+                .collect::<Vec<u64>>()
+        })
+        .collect()
+}
+
 /// The last lines of a log file, for error messages.
 pub fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -299,7 +355,19 @@ pub fn tail(path: &Path, lines: usize) -> String {
 }
 
 /// A port nobody listens on now.
+/// Picked at random below the kernel's ephemeral range (32768 and up), where outgoing
+/// connections take their local ports, so concurrent stacks rarely pick the same one (and
+/// `wait_healthy` notices when they do).
 pub fn free_port() -> anyhow::Result<u16> {
+    use std::hash::{BuildHasher, Hasher};
+    for _ in 0..200 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let port = 20_000 + (h.finish() % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
