@@ -17,12 +17,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export STAMP=${STAMP:-$(date -u +%Y%m%dT%H%M%SZ)}
 bin=${CARGO_TARGET_DIR:-target}/release
 
+scripts/loadtest.sh --build
+# The run's stamp once the build is done: it is when the measuring started.
+export STAMP=${STAMP:-$(date -u +%Y%m%dT%H%M%SZ)}
 echo "== benchmark run $STAMP$([ "${QUICK:-0}" = 1 ] && echo ' (QUICK sizes)')"
 status=0
-scripts/loadtest.sh || status=$?
+# In the background so that a TERM sent to this script alone still stops the services.
+scripts/loadtest.sh &
+child=$!
+trap 'kill "$child" 2>/dev/null; wait "$child"; exit 130' INT TERM
+wait "$child" || status=$?
+trap - INT TERM
 if ! ls bench/results/"$STAMP"-*.json >/dev/null 2>&1; then
   echo "no results of run $STAMP: no report" >&2
   exit 1

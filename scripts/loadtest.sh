@@ -27,8 +27,9 @@
 # they are installed but down). A scenario that fails is reported and the others still run;
 # the exit status is then 1. Services are stopped on exit, whatever happens.
 #
-# `scripts/loadtest.sh --scenario NAME` runs one scenario after the checks of a full run
-# (the script calls itself that way so that each scenario's clean-up is its own).
+# `scripts/loadtest.sh --build` only builds. `scripts/loadtest.sh --scenario NAME` runs one
+# scenario after the checks of a full run (the script calls itself that way so that each
+# scenario's clean-up is its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -99,9 +100,14 @@ run_one() {
   trap stop_services EXIT
   trap 'exit 130' INT TERM
 
-  echo "   fresh database $DB, NATS namespace $NATS_NAMESPACE"
   PGOPTIONS='-c client_min_messages=warning' psql -q -h 127.0.0.1 -U postgres -d postgres \
     -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+  # The PostgreSQL is shared: others' connections leave fewer for the services' pools
+  # (DB_POOL_SIZE each), and past max_connections requests fail with 500s.
+  local conns
+  conns=$(psql -At -h 127.0.0.1 -U postgres -d postgres \
+    -c "SELECT count(*) || ' of ' || current_setting('max_connections') FROM pg_stat_activity")
+  echo "   fresh database $DB, NATS namespace $NATS_NAMESPACE; PostgreSQL connections in use: $conns"
 
   # ready NAME PORT: answers /health (livekit-sim has none: its port is open).
   ready() {
@@ -186,8 +192,13 @@ run_one() {
       return 2
       ;;
   esac
+  # In the background: bash runs a trap only once the foreground command is done, and a
+  # TERM must stop a run that is still seeding.
+  "$bin/loadgen" "${args[@]}" --out "$out" >"$dir/summary.txt" &
+  pids+=("$!")
+  wait "$!"
   local line
-  line=$("$bin/loadgen" "${args[@]}" --out "$out")
+  line=$(cat "$dir/summary.txt")
   echo "   $line"
   echo "$line" >>"$logs/summary.txt"
   for log in "$dir"/*.log; do
@@ -212,6 +223,7 @@ done
 
 echo "== build (release)"
 cargo build --release -p token-issuer -p webhook-ingest -p notifier -p call-signaling -p session-manager -p livekit-sim -p loadgen
+[ "${1:-}" != --build ] || exit 0
 
 scripts/services-up.sh
 
@@ -235,7 +247,7 @@ export STAMP=${STAMP:-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$logs"
 : >"$logs/summary.txt"
 child=
-trap '[ -z "$child" ] || kill "$child" 2>/dev/null; exit 130' INT TERM
+trap '[ -z "$child" ] || { kill "$child" 2>/dev/null; wait "$child"; }; exit 130' INT TERM
 set -- $SCENARIOS
 total=$#
 n=0

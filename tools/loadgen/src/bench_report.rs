@@ -406,6 +406,8 @@ pub fn load(dir: &Path) -> anyhow::Result<(Vec<Run>, Vec<Skipped>)> {
 #[derive(Debug)]
 pub struct Page {
     pub stamp: String,
+    /// No run is newer: the page is also `latest.md`.
+    pub newest: bool,
     pub markdown: String,
     pub charts: Vec<(Kind, String)>,
 }
@@ -827,6 +829,7 @@ pub fn build(
          `tools/loadgen/README.md`."
     );
     Ok(Page {
+        newest: runs.iter().all(|r| r.stamp <= stamp),
         stamp,
         markdown: md,
         charts,
@@ -866,7 +869,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         std::fs::write(&path, svg).with_context(|| format!("writing {}", path.display()))?;
     }
     let page_path = args.out_dir.join(format!("{}.md", page.stamp));
-    for path in [&page_path, &args.out_dir.join("latest.md")] {
+    let latest = args.out_dir.join("latest.md");
+    let paths = if page.newest {
+        vec![&page_path, &latest]
+    } else {
+        vec![&page_path]
+    };
+    for path in paths {
         std::fs::write(path, &page.markdown)
             .with_context(|| format!("writing {}", path.display()))?;
     }
@@ -971,6 +980,7 @@ mod tests {
         }];
         let page = build(&runs(), &skipped, None, 8).unwrap();
         assert_eq!(page.stamp, "20261202T100000Z");
+        assert!(page.newest);
         let md = &page.markdown;
         assert!(
             md.starts_with("# Benchmark report 20261202T100000Z\n"),

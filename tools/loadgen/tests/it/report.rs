@@ -88,8 +88,15 @@ fn writes_the_page_latest_and_a_chart_per_scenario_and_lists_bad_files() {
 }
 
 #[test]
-fn nothing_to_report_is_an_error() {
+fn an_earlier_run_is_not_the_latest_and_nothing_to_report_is_an_error() {
     let dir = workdir();
+    // An earlier run's page: written, but it is not the latest.
+    let out = report(&dir, &["--stamp", "20261126T122851Z"]);
+    assert!(out.status.success());
+    assert!(dir.join("reports/20261126T122851Z.md").exists());
+    assert!(dir.join("reports/20261126T122851Z/join-storm.svg").exists());
+    assert!(!dir.join("reports/latest.md").exists());
+
     let out = report(&dir, &["--stamp", "20300101T000000Z"]);
     assert!(!out.status.success());
     assert!(
