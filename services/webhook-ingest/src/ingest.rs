@@ -21,7 +21,14 @@ use crate::batch::{Fact, Prepared};
 /// [`check_storable`] holds them to (a unit test keeps the two equal).
 #[derive(ToSchema)]
 #[serde(rename_all = "camelCase")]
-#[schema(as = WebhookEvent)]
+#[schema(as = WebhookEvent, example = json!({
+    "event": "participant_joined",
+    "id": "EV_3eU6Dhq9pBmK",
+    "createdAt": "1771351907",
+    "room": {"sid": "RM_hycBMAjmt6Ub", "name": "live_video_0193f1c2-7b7e-7c44-9a0e-5b3c1d2e4f60"},
+    "participant": {"sid": "PA_8wqkFg2LbZxA", "identity": "0193f1c2-8a11-7d2b-b1f4-3e2d1c0b9a87",
+                    "name": "alice", "state": "ACTIVE", "joinedAt": "1771351907"}
+}))]
 #[allow(dead_code)] // read by the OpenAPI derive only
 pub(crate) struct WebhookEventDoc {
     /// `room_started`, `participant_joined`, ... (any name; an empty one is refused).

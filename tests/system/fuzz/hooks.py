@@ -7,6 +7,10 @@ itself and signs those bytes (replacing the `Authorization` schemathesis makes u
 scheme), and the fuzzer reaches the parser and the database behind it. The 401 branch has
 its own tests in services/webhook-ingest.
 
+Random ids name nothing, so a body's `sessionId` / `callId` would only ever meet 404: the
+`flatmap_body` hook also offers the ids of what the fuzz test seeded (FUZZ_IDS, a JSON object
+of key → ids), so the admission paths and their success answers are fuzzed too.
+
 Loaded through SCHEMATHESIS_HOOKS=hooks with this folder on PYTHONPATH; the key and secret
 come from FUZZ_LIVEKIT_KEY and FUZZ_LIVEKIT_SECRET.
 """
@@ -16,12 +20,15 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import time
 
 import schemathesis
+from hypothesis import strategies as st
 from requests.compat import json as requests_json
 
 WEBHOOK_PATH = "/webhooks/livekit"
+SEEDED = json.loads(os.environ.get("FUZZ_IDS") or "{}")
 
 
 def _b64url(data: bytes) -> str:
@@ -63,3 +70,23 @@ def before_call(context, case, kwargs):
             return  # not JSON at all: sent unsigned
     headers["Authorization"] = sign(body)
     case.headers = headers
+
+
+UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def _is_uuid(value) -> bool:
+    return isinstance(value, str) and UUID.fullmatch(value) is not None
+
+
+@schemathesis.hook
+def flatmap_body(context, body):
+    # Only a well-formed id is swapped for a seeded one, so a case stays as valid (or as
+    # invalid) as schemathesis made it.
+    if not isinstance(body, dict):
+        return st.just(body)
+    options = [body]
+    for key, ids in SEEDED.items():
+        if _is_uuid(body.get(key)):
+            options.extend({**body, key: seeded} for seeded in ids)
+    return st.sampled_from(options)

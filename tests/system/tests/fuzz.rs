@@ -11,6 +11,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use system::{Stack, StackConfig, Svc};
+use uuid::Uuid;
 
 /// Examples per operation unless `FUZZ_EXAMPLES` says otherwise: enough to hit every
 /// documented status of every route, small enough for the test command on two cores.
@@ -30,10 +31,13 @@ const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_co
 enum Caller {
     /// A creator (`is_creator`) with a wallet.
     Creator,
-    /// An ordinary user with plenty of coins (pay-per-view, gifts).
+    /// An ordinary user with plenty of coins (gifts).
     Viewer,
     /// An operator (`role = 'ops'`).
     Ops,
+    /// A user with coins who is a party of the seeded calls (token-issuer's sessions and
+    /// calls; apart from the viewer, whose calls call-signaling makes up as it goes).
+    Member,
     /// No client token: the hooks sign each body as LiveKit would.
     LiveKit,
 }
@@ -43,8 +47,64 @@ fn caller_of(svc: Svc) -> Caller {
         Svc::SessionManager => Caller::Creator,
         Svc::Moderation => Caller::Ops,
         Svc::WebhookIngest => Caller::LiveKit,
+        Svc::TokenIssuer => Caller::Member,
         _ => Caller::Viewer,
     }
+}
+
+/// What the seeded ids are for: a session of each access type and an ended one, each with
+/// a host of its own (a creator has one running session at most); a call of the member's
+/// that has a room and one that is over.
+struct Seeded {
+    sessions: Vec<Uuid>,
+    calls: Vec<Uuid>,
+}
+
+async fn seed_rooms(db: &testkit::TestDb, member: Uuid) -> Seeded {
+    let sql = db.sql().await;
+    let mut sessions = Vec::new();
+    let mut hosts = Vec::new();
+    for (i, (kind, access, price, status)) in [
+        ("video_live", "public", None, "live"),
+        ("audio_room", "subscribers_only", None, "live"),
+        ("video_live", "pay_per_view", Some(5_i64), "live"),
+        ("audio_room", "public", None, "ended"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let host = testkit::profile(db, &format!("fuzz_host_{i}"), true, None).await;
+        hosts.push(host);
+        let id = Uuid::now_v7();
+        let prefix = if kind == "video_live" {
+            "live_video"
+        } else {
+            "audio_room"
+        };
+        let ended = status == "ended";
+        sql.execute(
+            "INSERT INTO live_sessions (id, creator_id, session_type, title, access_type, price_coins, status, room_name, started_at, ended_at, end_reason)
+             VALUES ($1, $2, $3, 'fuzz', $4, $5, $6, $7, now(), CASE WHEN $8 THEN now() END, CASE WHEN $8 THEN 'host_ended' END)",
+            &[&id, &host, &kind, &access, &price, &status, &format!("{prefix}_{id}"), &ended],
+        )
+        .await
+        .expect("seed a session");
+        sessions.push(id);
+    }
+    let mut calls = Vec::new();
+    for (status, host) in [("accepted", hosts[0]), ("ended", hosts[1])] {
+        let id = Uuid::now_v7();
+        let ended = status == "ended";
+        sql.execute(
+            "INSERT INTO calls (id, caller_id, callee_id, call_type, status, room_name, answered_at, ended_at, ended_reason)
+             VALUES ($1, $2, $3, 'video_call', $4, $5, now(), CASE WHEN $6 THEN now() END, CASE WHEN $6 THEN 'hangup' END)",
+            &[&id, &member, &host, &status, &format!("call_{id}"), &ended],
+        )
+        .await
+        .expect("seed a call");
+        calls.push(id);
+    }
+    Seeded { sessions, calls }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,7 +112,6 @@ async fn fuzz_every_service_against_its_own_openapi_document() {
     let cli = schemathesis_cli();
     let services = services_to_fuzz();
     let examples: u32 = env_or("FUZZ_EXAMPLES", DEFAULT_EXAMPLES);
-    build_services();
 
     let (config, db) = StackConfig::fresh().await.expect("stack config");
     // The fuzzer is one client sending hundreds of requests a minute: the limits are
@@ -66,8 +125,13 @@ async fn fuzz_every_service_against_its_own_openapi_document() {
     let creator = testkit::profile(&db, "fuzz_creator", true, None).await;
     let viewer = testkit::profile(&db, "fuzz_viewer", false, None).await;
     let ops = testkit::profile(&db, "fuzz_ops", false, Some("ops")).await;
+    let member = testkit::profile(&db, "fuzz_member", false, None).await;
     let sql = db.sql().await;
-    for (user, coins) in [(creator, 1_000_i64), (viewer, 1_000_000_000)] {
+    for (user, coins) in [
+        (creator, 1_000_i64),
+        (viewer, 1_000_000_000),
+        (member, 1_000_000_000),
+    ] {
         sql.execute(
             "INSERT INTO coin_wallets (user_id, balance) VALUES ($1, $2)",
             &[&user, &coins],
@@ -75,6 +139,8 @@ async fn fuzz_every_service_against_its_own_openapi_document() {
         .await
         .expect("wallet");
     }
+    let seeded = seed_rooms(&db, member).await;
+    let ids = serde_json::json!({ "sessionId": seeded.sessions, "callId": seeded.calls });
 
     let reports = system::stack::target_dir()
         .expect("target dir")
@@ -88,11 +154,17 @@ async fn fuzz_every_service_against_its_own_openapi_document() {
             Caller::Creator => Some(creator),
             Caller::Viewer => Some(viewer),
             Caller::Ops => Some(ops),
+            Caller::Member => Some(member),
             Caller::LiveKit => None,
         }
         .map(testkit::token_for);
         let run = Instant::now();
-        let out = run_schemathesis(&cli, &stack, svc, token.as_deref(), examples, &reports).await;
+        let run_for = RunFor {
+            svc,
+            token: token.as_deref(),
+            ids: &ids,
+        };
+        let out = run_schemathesis(&cli, &stack, run_for, examples, &reports).await;
         eprintln!(
             "fuzz {}: {} in {:.0?}\n{}",
             svc.bin(),
@@ -129,14 +201,21 @@ struct Outcome {
     output: String,
 }
 
+/// One service's run: who calls, with which seeded ids.
+struct RunFor<'a> {
+    svc: Svc,
+    token: Option<&'a str>,
+    ids: &'a serde_json::Value,
+}
+
 async fn run_schemathesis(
     cli: &Path,
     stack: &Stack,
-    svc: Svc,
-    token: Option<&str>,
+    run: RunFor<'_>,
     examples: u32,
     reports: &Path,
 ) -> Outcome {
+    let RunFor { svc, token, ids } = run;
     let base = stack.url(svc);
     let mut cmd = tokio::process::Command::new(cli);
     cmd.arg("run")
@@ -146,8 +225,6 @@ async fn run_schemathesis(
         .args(["--max-examples", &examples.to_string()])
         .args(["--workers", "2"])
         .args(["--request-timeout", "10"])
-        // An event stream never ends: documented, not fuzzed.
-        .args(["--exclude-path", "/v1/events"])
         .args(["--report", "junit"])
         .arg("--report-junit-path")
         .arg(reports.join(format!("{}.xml", svc.bin())))
@@ -159,10 +236,15 @@ async fn run_schemathesis(
         .env("PYTHONPATH", fuzz_dir())
         .env("FUZZ_LIVEKIT_KEY", testkit::LIVEKIT_KEY)
         .env("FUZZ_LIVEKIT_SECRET", testkit::LIVEKIT_SECRET)
+        .env("FUZZ_IDS", ids.to_string())
         .stdin(Stdio::null())
         .kill_on_drop(true);
     if let Some(seed) = std::env::var("FUZZ_SEED").ok().filter(|s| !s.is_empty()) {
         cmd.args(["--seed", &seed]);
+    }
+    if svc == Svc::Notifier {
+        // An event stream never ends: documented, not fuzzed.
+        cmd.args(["--exclude-path", "/v1/events"]);
     }
     if let Some(token) = token {
         cmd.args(["--header", &format!("Authorization: Bearer {token}")]);
@@ -246,24 +328,4 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
             .unwrap_or_else(|_| panic!("{name}={v:?} is not a valid value")),
         _ => default,
     }
-}
-
-/// The harness builds the binaries only when they are missing; the fuzzer must see the
-/// code as it is now, so this brings them up to date (a no-op after a workspace build).
-fn build_services() {
-    let dir = system::stack::bin_dir().expect("bin dir");
-    let mut cmd =
-        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.args(["build", "--locked"]);
-    if dir.ends_with("release") {
-        cmd.arg("--release");
-    }
-    for svc in std::iter::once(Svc::LivekitSim).chain(Svc::SERVICES) {
-        cmd.args(["-p", svc.bin()]);
-    }
-    let status = cmd.status().expect("running cargo build");
-    assert!(
-        status.success(),
-        "cargo build of the services failed: {status}"
-    );
 }
