@@ -249,9 +249,14 @@ impl Nats {
 
     /// SIGTERM and wait: the server's own orderly stop (JetStream flushes its store).
     pub fn stop(&mut self) {
+        self.signal("-TERM");
+    }
+
+    /// `kill -<signal>`, and wait until the server is gone.
+    fn signal(&mut self, signal: &str) {
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
+                .args([signal, &child.id().to_string()])
                 .status();
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
             while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
@@ -263,9 +268,9 @@ impl Nats {
         }
     }
 
-    /// A stop and a start again, `down_for` apart.
-    pub async fn restart(&mut self, down_for: Duration) -> anyhow::Result<()> {
-        self.stop();
+    /// A stop (an orderly one, or a crash: SIGKILL) and a start again, `down_for` apart.
+    pub async fn restart(&mut self, down_for: Duration, crash: bool) -> anyhow::Result<()> {
+        self.signal(if crash { "-KILL" } else { "-TERM" });
         tokio::time::sleep(down_for).await;
         self.start().await
     }

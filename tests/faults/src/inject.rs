@@ -11,8 +11,6 @@
 
 use std::time::{Duration, Instant};
 
-use rand::Rng;
-use rand::rngs::StdRng;
 use serde_json::{Value, json};
 use system::{Stack, Svc};
 
@@ -30,9 +28,12 @@ pub const RETRY_BOUND: usize = 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
-    Kill9(Svc),
-    NatsRestart,
-    PgRestart,
+    /// SIGKILL, then a start again after `down_ms`.
+    Kill9 { svc: Svc, down_ms: u64 },
+    /// An orderly stop, or a crash (SIGKILL), then a start again after `down_ms`.
+    NatsRestart { down_ms: u64, crash: bool },
+    /// A crash (`-m immediate`), then a start again after `down_ms`.
+    PgRestart { down_ms: u64 },
     /// Every RoomService call answered this many ms late.
     LiveKitSlow(u64),
     /// Every RoomService call answered with Twirp `unavailable`.
@@ -43,9 +44,9 @@ impl Fault {
     /// The summary's name of the kind.
     pub fn kind(self) -> &'static str {
         match self {
-            Fault::Kill9(_) => "kill9",
-            Fault::NatsRestart => "nats restart",
-            Fault::PgRestart => "pg restart",
+            Fault::Kill9 { .. } => "kill9",
+            Fault::NatsRestart { .. } => "nats restart",
+            Fault::PgRestart { .. } => "pg restart",
             Fault::LiveKitSlow(_) => "livekit slow",
             Fault::LiveKitFailing => "livekit failing",
         }
@@ -55,9 +56,15 @@ impl Fault {
 impl std::fmt::Display for Fault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Fault::Kill9(svc) => write!(f, "kill -9 {}", svc.bin()),
+            Fault::Kill9 { svc, down_ms } => write!(f, "kill -9 {} ({down_ms} ms down)", svc.bin()),
+            Fault::NatsRestart { down_ms, crash } => write!(
+                f,
+                "nats {} ({down_ms} ms down)",
+                if *crash { "crash" } else { "restart" }
+            ),
+            Fault::PgRestart { down_ms } => write!(f, "pg restart ({down_ms} ms down)"),
             Fault::LiveKitSlow(ms) => write!(f, "livekit slow ({ms} ms)"),
-            other => f.write_str(other.kind()),
+            Fault::LiveKitFailing => f.write_str(self.kind()),
         }
     }
 }
@@ -75,11 +82,11 @@ pub struct Injector<'a> {
 
 impl Injector<'_> {
     /// Injects `fault`, checks what it promises, adds the checks to `report`.
-    pub async fn inject(&mut self, fault: Fault, rng: &mut StdRng, report: &mut Report) {
+    pub async fn inject(&mut self, fault: Fault, report: &mut Report) {
         match fault {
-            Fault::Kill9(svc) => {
+            Fault::Kill9 { svc, down_ms } => {
                 let killed = self.stack.kill9(svc).await;
-                tokio::time::sleep(Duration::from_millis(rng.random_range(200..=1500))).await;
+                tokio::time::sleep(Duration::from_millis(down_ms)).await;
                 let back = match killed {
                     Ok(()) => self.stack.restart(svc).await,
                     Err(e) => Err(e),
@@ -91,14 +98,16 @@ impl Injector<'_> {
                     || format!("{:#}", back.err().unwrap_or_else(|| anyhow::anyhow!("?"))),
                 );
             }
-            Fault::NatsRestart => {
-                let down = Duration::from_millis(rng.random_range(500..=2000));
-                let back = self.infra.nats.restart(down).await;
+            Fault::NatsRestart { down_ms, crash } => {
+                let back = self
+                    .infra
+                    .nats
+                    .restart(Duration::from_millis(down_ms), crash)
+                    .await;
                 self.recovered(fault, back, report).await;
             }
-            Fault::PgRestart => {
-                let down = Duration::from_millis(rng.random_range(500..=2500));
-                let back = self.infra.pg.restart(down).await;
+            Fault::PgRestart { down_ms } => {
+                let back = self.infra.pg.restart(Duration::from_millis(down_ms)).await;
                 self.recovered(fault, back, report).await;
             }
             Fault::LiveKitSlow(ms) => {

@@ -36,22 +36,40 @@ pub struct Args {
 }
 
 /// The faults of each trial. Every kind in every run of three trials or more: the six
-/// services killed once each over the first three trials (then at random), NATS and
+/// services killed once each over the first three trials (then in new rounds), NATS and
 /// PostgreSQL restarted in each, and LiveKit slow beyond the services' timeout, failing,
-/// and slow within the timeout in turn.
+/// and slow within the timeout in turn. The long form kills more per trial, keeps NATS
+/// and PostgreSQL away longer (up to 8 and 15 s; the bounded form 2 and 2.5 s) and
+/// crashes NATS (SIGKILL) in half of its restarts.
 pub fn plans(seed: u64, trials: usize, long: bool) -> Vec<Plan> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut victims: Vec<Svc> = Vec::new();
+    let (nats_max, pg_max, kill_max) = if long {
+        (8_000, 15_000, 4_000)
+    } else {
+        (2_000, 2_500, 1_500)
+    };
     (0..trials)
         .map(|index| {
             let kills = if long { rng.random_range(2..=4) } else { 2 };
-            let mut faults = vec![Fault::NatsRestart, Fault::PgRestart];
+            let mut faults = vec![
+                Fault::NatsRestart {
+                    down_ms: rng.random_range(500..=nats_max),
+                    crash: long && rng.random_bool(0.5),
+                },
+                Fault::PgRestart {
+                    down_ms: rng.random_range(500..=pg_max),
+                },
+            ];
             for _ in 0..kills {
                 if victims.is_empty() {
                     victims = Svc::SERVICES.to_vec();
                     victims.shuffle(&mut rng);
                 }
-                faults.push(Fault::Kill9(victims.pop().expect("victims")));
+                faults.push(Fault::Kill9 {
+                    svc: victims.pop().expect("victims"),
+                    down_ms: rng.random_range(200..=kill_max),
+                });
             }
             faults.push(match index % 3 {
                 0 => Fault::LiveKitSlow(7_000),
@@ -115,12 +133,13 @@ pub async fn run(args: Args) -> ExitCode {
         match trial::run(&mut infra, &plan, &log_root).await {
             Ok(o) => {
                 println!(
-                    "trial {}: {} invariants checked, {} violations, {} requests ({} retried), settled {}, {:.0?}",
+                    "trial {}: {} invariants checked, {} violations, {} requests ({} retried); {}, settled {}; {:.0?}",
                     plan.index,
                     o.report.checked,
                     o.report.violations.len(),
                     o.requests,
                     o.retries,
+                    o.phases,
                     match &o.settled {
                         Ok(d) => format!("in {d:.1?}"),
                         Err(_) => "never".into(),

@@ -61,6 +61,8 @@ pub struct Outcome {
     pub report: Report,
     pub log_dir: PathBuf,
     pub elapsed: Duration,
+    /// When each phase ended.
+    pub phases: String,
     /// How long settling took, or what was still pending when it gave up.
     pub settled: Result<Duration, String>,
     pub requests: u64,
@@ -95,6 +97,8 @@ pub async fn run(infra: &mut Infra, plan: &Plan, log_root: &Path) -> anyhow::Res
     let lookup = Lookup {
         url: infra.pg.url(&database),
     };
+    let stack_up = started.elapsed();
+    let t0 = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let workload = {
         let (api, lookup, cast, seed) = (api.clone(), lookup.clone(), cast.clone(), rng.random());
@@ -118,18 +122,20 @@ pub async fn run(infra: &mut Infra, plan: &Plan, log_root: &Path) -> anyhow::Res
             probes: Vec::new(),
         };
         for (fault, when) in plan.faults.iter().zip(at) {
-            tokio::time::sleep(when.saturating_sub(started.elapsed())).await;
+            tokio::time::sleep(when.saturating_sub(t0.elapsed())).await;
             println!(
                 "  trial {} +{:>5.1}s {fault}",
                 plan.index,
-                started.elapsed().as_secs_f64()
+                t0.elapsed().as_secs_f64()
             );
-            injector.inject(*fault, &mut rng, &mut report).await;
+            injector.inject(*fault, &mut report).await;
         }
         injector.probes
     };
     stop.store(true, Ordering::Relaxed);
+    let faults_done = t0.elapsed();
     let mut record = workload.await?;
+    let workload_done = t0.elapsed();
     record.initial_coins = initial_coins;
     for p in probes {
         record.sessions.push(p.session);
@@ -185,6 +191,9 @@ pub async fn run(infra: &mut Infra, plan: &Plan, log_root: &Path) -> anyhow::Res
         report,
         log_dir,
         elapsed: started.elapsed(),
+        phases: format!(
+            "stack up in {stack_up:.1?}, faults over at +{faults_done:.1?}, workload over at +{workload_done:.1?}"
+        ),
         settled,
         requests: api.counters.requests.load(Ordering::Relaxed),
         retries: api.counters.retries.load(Ordering::Relaxed),
