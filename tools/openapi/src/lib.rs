@@ -44,7 +44,12 @@ pub fn merged() -> anyhow::Result<OpenApi> {
                 }
             }
         }
-        if let Some(paths) = doc.paths.paths.keys().find(|p| part.paths.paths.contains_key(*p)) {
+        if let Some(paths) = doc
+            .paths
+            .paths
+            .keys()
+            .find(|p| part.paths.paths.contains_key(*p))
+        {
             anyhow::bail!("path {paths} is served by two services (the second: {name})");
         }
         doc.merge(part);
