@@ -190,11 +190,14 @@ pub async fn initiate(
     }
     // The room exists before anyone may fetch a token for it, with our timeouts: it
     // outlasts the ringing if nobody joins, and a party's departure leaves the grace to us.
+    // Empty, it outlives our deadlines by a margin, so that they decide even when one
+    // fires late (the database away a while): LiveKit finishing the room first ended an
+    // accepted call `room_finished` instead of failing it `join_timeout`.
     let t = &ctx.timings;
     ctx.rooms
         .create_room(
             &room,
-            (t.push_timeout + t.ring_timeout + t.join_timeout).as_secs() as u32,
+            (t.push_timeout + t.ring_timeout + t.join_timeout + ROOM_EMPTY_MARGIN).as_secs() as u32,
             (t.party_grace.as_secs() + 10) as u32,
             2,
         )
@@ -268,6 +271,10 @@ impl From<diesel::result::Error> for Initiate {
         Initiate::Db(e.into())
     }
 }
+
+/// How much longer than the deadlines of an unanswered or unjoined call its room lasts
+/// empty.
+const ROOM_EMPTY_MARGIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Which party is busy, if one is: the caller first (its own call is the likelier one).
 fn busy_reason(busy: &[Uuid], caller: Uuid) -> Option<CallEndReason> {

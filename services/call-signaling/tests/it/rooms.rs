@@ -165,3 +165,45 @@ async fn faults(s: &crate::Stack, faults: serde_json::Value) {
         .unwrap();
     assert!(res.status().is_success());
 }
+
+/// Empty, the call's room outlives the call's deadlines by a margin, so that our join
+/// timeout decides even when it fires late: the fault suite saw LiveKit finish the room of
+/// an accepted call first while PostgreSQL restarted, and the call ended `room_finished`
+/// instead of failing `join_timeout`.
+#[tokio::test]
+async fn the_call_room_outlives_the_deadlines_so_that_they_decide() {
+    let s = stack().await;
+    let a = s.user("alice").await;
+    let b = s.user("bob").await;
+    let id = s.start_call(a, b).await;
+    let calls: serde_json::Value =
+        reqwest::get(format!("{}/sim/calls?method=CreateRoom", s.sim.base_url()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let created = calls
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| {
+            c["room"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(&id.to_string())
+        })
+        .expect("the call room's CreateRoom");
+    let empty = &created["body"]["emptyTimeout"];
+    let empty = empty
+        .as_u64()
+        .or_else(|| empty.as_str().and_then(|v| v.parse().ok()))
+        .expect("emptyTimeout");
+    let t = crate::Options::default().timings;
+    let deadlines = (t.push_timeout + t.ring_timeout + t.join_timeout).as_secs();
+    assert!(
+        empty >= deadlines + 30,
+        "empty timeout {empty} s, deadlines {deadlines} s"
+    );
+    s.shutdown().await;
+}
