@@ -733,10 +733,17 @@ fn check_call(
                 vec![e("ended", &format!("{}_ended", who(p)))]
             }
             CallPlan::Leave(p) if rec.departed && rec.seen_live => {
-                vec![
+                let mut ends = vec![
                     e("ended", &format!("{}_left", who(p))),
                     e("ended", "both_left"),
-                ]
+                ];
+                // The leave's webhook was held back by the fault past the party grace: all
+                // the call knew by then was a lost connection (the reconciliation's).
+                let conns = if p == Party::Caller { &caller } else { &callee };
+                if left_on_purpose_too_late(ix, conns, c) {
+                    ends.push(e("failed", "network"));
+                }
+                ends
             }
             CallPlan::Drop(_) if rec.departed && rec.seen_live => vec![e("failed", "network")],
             CallPlan::NoJoin if rec.accept == Ack::Ok => vec![e("failed", "join_timeout")],
@@ -762,6 +769,27 @@ fn check_call(
             || format!("the answer was acknowledged but the call went {statuses:?}"),
         );
     }
+}
+
+/// Whether a connection's on-purpose leave reached webhook-ingest only after the call was
+/// over.
+fn left_on_purpose_too_late(
+    ix: &Index,
+    conns: &[&crate::snapshot::Participation],
+    c: &Call,
+) -> bool {
+    conns
+        .iter()
+        .filter(|p| p.left_reason.as_deref() == Some("CLIENT_INITIATED"))
+        .any(|p| {
+            let received =
+                ix.s.leaves_received
+                    .iter()
+                    .filter(|(sid, _)| *sid == p.sid)
+                    .map(|(_, at)| *at)
+                    .min();
+            matches!((received, c.ended_at), (Some(r), Some(ended)) if r > ended)
+        })
 }
 
 /// Why a call's events are not one path through the table, if they are not.
@@ -1511,5 +1539,48 @@ mod tests {
         f.record.sessions[0].end = Ack::None;
         f.record.sessions[0].host_dropped_for_good = true;
         assert_eq!(rules(&f), ["session.grace_respected"]);
+    }
+
+    /// A party who left on purpose: `<party>_left`, unless the leave reached us only after
+    /// the party grace had failed the call.
+    fn left_and_failed(received: i64) -> Fixture {
+        let mut f = fixture();
+        let c = &mut f.snap.calls[0];
+        c.status = "failed".into();
+        c.ended_reason = Some("network".into());
+        let caller = c.caller.to_string();
+        let p = f
+            .snap
+            .participations
+            .iter_mut()
+            .find(|p| p.identity == caller)
+            .expect("caller");
+        p.left_reason = Some("CLIENT_INITIATED".into());
+        p.left_at = Some(t(40));
+        let sid = p.sid.clone();
+        f.snap.leaves_received.push((sid, t(received)));
+        let ended = f
+            .snap
+            .events
+            .iter_mut()
+            .find(|e| e.event_type == "call.ended")
+            .expect("ended");
+        ended.event_type = "call.failed".into();
+        ended.body = call_changed(f.call, "live", "failed", "network");
+        let mut grace = deadline("call.party_grace", f.call, 58, false);
+        grace.fired_at = Some(t(60));
+        grace.outcome = Some("failed".into());
+        f.snap.deadlines.push(grace);
+        let r = &mut f.record.calls[0];
+        r.plan = CallPlan::Leave(Party::Caller);
+        r.end = Ack::None;
+        r.departed = true;
+        f
+    }
+
+    #[test]
+    fn a_leave_taken_for_a_drop_is_found_unless_it_came_too_late() {
+        assert_eq!(rules(&left_and_failed(45)), ["call.intended_end"]);
+        assert!(rules(&left_and_failed(70)).is_empty());
     }
 }

@@ -173,6 +173,8 @@ pub struct Snapshot {
     pub payments: Vec<Payment>,
     /// Rows of `webhook_events`.
     pub webhooks: i64,
+    /// When each `participant_left` webhook was stored: (participant sid, received at).
+    pub leaves_received: Vec<(String, DateTime<Utc>)>,
     /// `Idempotency-Key`s claimed and never completed.
     pub open_keys: i64,
     pub bus: BusState,
@@ -315,6 +317,9 @@ pub async fn load(
         });
     }
     s.webhooks = q("SELECT count(*) FROM webhook_events").await?[0].get(0);
+    for r in q("SELECT participant_sid, received_at FROM webhook_events WHERE event = 'participant_left' AND participant_sid IS NOT NULL").await? {
+        s.leaves_received.push((r.get(0), r.get(1)));
+    }
     s.open_keys =
         q("SELECT count(*) FROM idempotency_keys WHERE completed_at IS NULL").await?[0].get(0);
     s.bus = bus_state(js, namespace).await?;

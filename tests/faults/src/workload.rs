@@ -2,8 +2,8 @@
 //! leave and come back; hosts end, drop for good, drop and return, pause; one never shows
 //! up), pairs of users call each other (answered and hung up, left, dropped, rejected,
 //! cancelled, missed, no device, answered and never joined). Every choice comes from the
-//! trial's seeded RNG; the start of each scenario is spread over the first seconds so that
-//! the faults land in every phase.
+//! trial's seeded RNG. The actors start a little apart and go on until the trial's last
+//! fault is over, so that every fault lands in the middle of the work.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
