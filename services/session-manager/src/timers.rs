@@ -84,6 +84,25 @@ impl Timers {
                 if status_of(&s) != SessionStatus::Created {
                     return Ok("moot".into());
                 }
+                // The host's join may be recorded and not applied yet (its event held by
+                // a replica that died, redelivered after the ack wait; or dead-lettered),
+                // or its webhook lost: look at LiveKit's record, then ask LiveKit.
+                let host = s.creator_id.to_string();
+                let present = sessions::has_open_connection(c, &s.room_name, &host).await?
+                    || matches!(
+                        ctx.rooms.get_participant(&s.room_name, &host).await,
+                        Ok(Some(_))
+                    );
+                if present {
+                    let joined = sessions::earliest_join(c, &s.room_name, &host)
+                        .await?
+                        .unwrap_or(now);
+                    lifecycle::apply(c, ctx, &mut s, SessionEvent::HostJoined, joined)
+                        .await
+                        .ok()
+                        .transpose()?;
+                    return Ok("host_present".into());
+                }
                 EndReason::NoShow
             }
             kinds::MAX_DURATION => EndReason::MaxDuration,

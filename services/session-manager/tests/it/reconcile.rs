@@ -1,6 +1,7 @@
 //! A lost `participant_left`, `participant_joined` or `room_finished` is repaired by the
 //! periodic reconciliation with LiveKit, and a live session whose room is empty in LiveKit
-//! ends as `orphaned_cleanup`.
+//! ends as `orphaned_cleanup`. The no-show deadline, too, looks at LiveKit's record and
+//! asks LiveKit before it ends a session whose host's join it never saw.
 //!
 //! The reconciliation runs every second (`reconcile_every`). While a test sets its scene
 //! (participants joining) the pending reconciliation deadline is pushed an hour away, and it
@@ -373,4 +374,97 @@ async fn a_join_during_a_reconciliation_pass_is_not_closed() {
     let s = stack.session(creator, id).await;
     assert_eq!(s["viewerCount"], json!(1), "{s}");
     assert!(stack.is_active(id, viewer).await);
+}
+
+/// Makes the session's no-show deadline due now.
+async fn no_show_now(stack: &Stack, id: Uuid) {
+    let n = stack
+        .sql()
+        .await
+        .execute(
+            "UPDATE deadlines SET due_at = now() WHERE kind = 'session.no_show' AND subject_id = $1 AND fired_at IS NULL AND cancelled_at IS NULL",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1, "one pending no-show deadline");
+}
+
+async fn no_show_outcome(stack: &Stack, id: Uuid) -> String {
+    testkit::eventually(Duration::from_secs(10), "the no-show deadline fired", || async {
+        stack
+            .sql()
+            .await
+            .query_opt(
+                "SELECT outcome FROM deadlines WHERE kind = 'session.no_show' AND subject_id = $1 AND fired_at IS NOT NULL",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .map(|r| r.get::<_, String>(0))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_host_who_never_connects_ends_the_session_as_no_show() {
+    let stack = crate::stack().await;
+    let creator = testkit::profile(&stack.db, "creator", true, None).await;
+    let id = stack.public_session(creator).await;
+    no_show_now(&stack, id).await;
+    let s = stack
+        .wait_session(creator, id, "ended", |s| s["status"] == json!("ended"))
+        .await;
+    assert_eq!(s["endReason"], json!("no_show"));
+    assert_eq!(no_show_outcome(&stack, id).await, "ended");
+    stack.shutdown().await;
+}
+
+/// The host's connection is in LiveKit's record (webhook-ingest stored its join) but the
+/// join was never applied: the fault suite saw it when session-manager died holding the
+/// event (redelivered only after the consumer's ack wait) and the no-show ended the session
+/// of a host who was in the room.
+#[tokio::test]
+async fn the_no_show_deadline_finds_a_recorded_join_that_was_not_applied() {
+    let stack = crate::stack().await;
+    let creator = testkit::profile(&stack.db, "creator", true, None).await;
+    let id = stack.public_session(creator).await;
+    stack
+        .sql()
+        .await
+        .execute(
+            "INSERT INTO livekit_participations (participant_sid, room_name, identity, joined_at) VALUES ('PA_unapplied', $1, $2, now() - interval '5 seconds')",
+            &[&format!("live_video_{id}"), &creator.to_string()],
+        )
+        .await
+        .unwrap();
+    no_show_now(&stack, id).await;
+    assert_eq!(no_show_outcome(&stack, id).await, "host_present");
+    let s = stack.session(creator, id).await;
+    assert_eq!(s["status"], json!("live"), "{s}");
+    assert!(s["startedAt"].is_string(), "{s}");
+    stack.shutdown().await;
+}
+
+/// The host's join webhook was lost: LiveKit, asked by the no-show deadline, has the host.
+#[tokio::test]
+async fn the_no_show_deadline_asks_livekit_before_ending() {
+    let stack = crate::stack().await;
+    let creator = testkit::profile(&stack.db, "creator", true, None).await;
+    let id = stack.public_session(creator).await;
+    stack
+        .faults(json!({"dropNext": 1, "event": "participant_joined"}))
+        .await;
+    stack.join(&stack.token(creator, id).await).await;
+    stack.settle().await;
+    assert_eq!(
+        stack
+            .webhooks_stored("participant_joined", &creator.to_string())
+            .await,
+        0
+    );
+    no_show_now(&stack, id).await;
+    assert_eq!(no_show_outcome(&stack, id).await, "host_present");
+    assert_eq!(stack.session(creator, id).await["status"], json!("live"));
+    stack.shutdown().await;
 }
