@@ -146,7 +146,26 @@ pub struct Payment {
 pub struct BusState {
     pub stream_messages: HashMap<String, u64>,
     pub dead_letters: u64,
+    /// The durable consumers the checker follows, by name.
+    pub consumers: HashMap<String, ConsumerState>,
 }
+
+/// What JetStream holds for one durable consumer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConsumerState {
+    pub ack_wait: std::time::Duration,
+    /// Delivered and neither acknowledged nor given up: JetStream delivers them again.
+    pub ack_pending: u64,
+}
+
+/// The consumers whose `processed_events` the checker expects, and their streams.
+pub const CONSUMERS: [(&str, bus::Family); 5] = [
+    ("session-manager-livekit", bus::Family::LiveKit),
+    ("call-signaling-livekit", bus::Family::LiveKit),
+    ("call-signaling-push", bus::Family::Notify),
+    ("notifier-push-calls", bus::Family::Call),
+    ("notifier-push-sessions", bus::Family::Session),
+];
 
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -363,6 +382,21 @@ pub async fn bus_state(
         state
             .stream_messages
             .insert(family.as_str().to_owned(), info.state.messages);
+    }
+    for (name, family) in CONSUMERS {
+        let stream = js
+            .get_stream(subjects.stream(family))
+            .await
+            .map_err(|e| anyhow::anyhow!("stream {}: {e}", subjects.stream(family)))?;
+        if let Ok(info) = stream.consumer_info(name).await {
+            state.consumers.insert(
+                name.to_owned(),
+                ConsumerState {
+                    ack_wait: info.config.ack_wait,
+                    ack_pending: info.num_ack_pending as u64,
+                },
+            );
+        }
     }
     let mut dead = js
         .get_stream(subjects.dead_letter_stream())

@@ -140,9 +140,12 @@ pub async fn run(args: Args) -> ExitCode {
                     o.requests,
                     o.retries,
                     o.phases,
-                    match &o.settled {
-                        Ok(d) => format!("in {d:.1?}"),
-                        Err(_) => "never".into(),
+                    match (&o.settled, o.owed) {
+                        (Ok(d), 0) => format!("in {d:.1?}"),
+                        (Ok(d), n) => format!(
+                            "in {d:.1?} ({n} events still owed by JetStream after a consumer's long ack wait)"
+                        ),
+                        (Err(_), _) => "never".into(),
                     },
                     o.elapsed
                 );

@@ -65,6 +65,9 @@ pub struct Outcome {
     pub phases: String,
     /// How long settling took, or what was still pending when it gave up.
     pub settled: Result<Duration, String>,
+    /// Events JetStream still owes a consumer with a long ack wait (see
+    /// `invariants::unhandled`).
+    pub owed: usize,
     pub requests: u64,
     pub retries: u64,
 }
@@ -183,8 +186,10 @@ pub async fn run(infra: &mut Infra, plan: &Plan, log_root: &Path) -> anyhow::Res
         &record,
         &Settings {
             host_grace: HOST_GRACE,
+            patience: SETTLE,
         },
     ));
+    let owed = invariants::unhandled(&snap, SETTLE).1.len();
     drop(stack);
     Ok(Outcome {
         plan: plan.clone(),
@@ -195,6 +200,7 @@ pub async fn run(infra: &mut Infra, plan: &Plan, log_root: &Path) -> anyhow::Res
             "stack up in {stack_up:.1?}, faults over at +{faults_done:.1?}, workload over at +{workload_done:.1?}"
         ),
         settled,
+        owed,
         requests: api.counters.requests.load(Ordering::Relaxed),
         retries: api.counters.retries.load(Ordering::Relaxed),
     })
@@ -243,7 +249,7 @@ fn pending(s: &Snapshot, sim_webhooks: u64) -> Vec<String> {
     if unpublished > 0 {
         left.push(format!("{unpublished} outbox rows unpublished"));
     }
-    let unhandled = invariants::unhandled(s).len();
+    let unhandled = invariants::unhandled(s, SETTLE).0.len();
     if unhandled > 0 {
         left.push(format!("{unhandled} events not yet handled"));
     }
