@@ -110,6 +110,7 @@ pub async fn run(args: Args) -> ExitCode {
     }
     let log_root = target.join("faults-logs").join(format!("seed-{seed}"));
     let _ = std::fs::remove_dir_all(&log_root);
+    prune_logs(&target.join("faults-logs"), KEEP_LOGS);
     if let Err(e) = std::fs::create_dir_all(&log_root) {
         return fail(&format!("creating {}: {e}", log_root.display()));
     }
@@ -251,6 +252,24 @@ pub fn summary(
         let _ = writeln!(text, "error: {e} (logs in {})", log_root.display());
     }
     text
+}
+
+/// The logs of this many runs are kept (`target/faults-logs/seed-*`), the newest.
+const KEEP_LOGS: usize = 10;
+
+/// Removes the log directories of older runs, keeping the `keep` newest.
+fn prune_logs(dir: &std::path::Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut runs: Vec<(std::time::SystemTime, std::path::PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    runs.sort_by_key(|r| std::cmp::Reverse(r.0));
+    for (_, path) in runs.into_iter().skip(keep) {
+        let _ = std::fs::remove_dir_all(path);
+    }
 }
 
 /// Builds the service binaries next to this one (cargo does nothing when they are up to
