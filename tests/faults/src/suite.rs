@@ -110,7 +110,7 @@ pub async fn run(args: Args) -> ExitCode {
     }
     let log_root = target.join("faults-logs").join(format!("seed-{seed}"));
     let _ = std::fs::remove_dir_all(&log_root);
-    prune_logs(&target.join("faults-logs"), KEEP_LOGS);
+    prune_logs(&target.join("faults-logs"), KEEP_LOGS - 1);
     if let Err(e) = std::fs::create_dir_all(&log_root) {
         return fail(&format!("creating {}: {e}", log_root.display()));
     }
@@ -254,7 +254,8 @@ pub fn summary(
     text
 }
 
-/// The logs of this many runs are kept (`target/faults-logs/seed-*`), the newest.
+/// The logs of this many runs are kept (`target/faults-logs/seed-*`): this one and the
+/// newest before it.
 const KEEP_LOGS: usize = 10;
 
 /// Removes the log directories of older runs, keeping the `keep` newest.
