@@ -203,3 +203,24 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// Asserts that every `$ref` of an OpenAPI document names one of its component schemas.
+pub fn assert_openapi_refs_resolve(doc: &serde_json::Value) {
+    fn walk(doc: &serde_json::Value, v: &serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::String(r)) = map.get("$ref") {
+                    let name = r.strip_prefix("#/components/schemas/").expect(r);
+                    assert!(
+                        doc["components"]["schemas"][name].is_object(),
+                        "dangling {r}"
+                    );
+                }
+                map.values().for_each(|v| walk(doc, v));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(doc, v)),
+            _ => {}
+        }
+    }
+    walk(doc, doc);
+}

@@ -35,12 +35,24 @@ pub struct Success<T> {
     pub payload: T,
 }
 
+impl<T: serde::Serialize> Success<T> {
+    pub fn new(payload: T) -> Self {
+        Success {
+            success: true,
+            payload,
+        }
+    }
+
+    /// The answer as JSON, for answers that are stored (idempotent replays).
+    pub fn into_value(self) -> serde_json::Value {
+        // Plain structs with string keys: serializing them cannot fail.
+        serde_json::to_value(self).expect("an answer serializes to JSON")
+    }
+}
+
 /// Answers `{"success":true, ...payload}` with the given status.
 pub fn ok<T: serde::Serialize>(status: actix_web::http::StatusCode, payload: T) -> HttpResponse {
-    HttpResponse::build(status).json(Success {
-        success: true,
-        payload,
-    })
+    HttpResponse::build(status).json(Success::new(payload))
 }
 
 /// `errorCode`'s schema: every code of `domain::ErrorCode`.

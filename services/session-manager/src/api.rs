@@ -4,42 +4,13 @@
 //! serializes, and the same structs are the document's schemas (through `ToSchema`), so
 //! `GET /openapi.json` describes what is sent rather than what someone remembered to write.
 
-use actix_web::HttpResponse;
-use actix_web::http::StatusCode;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
 use utoipa::openapi::schema::Schema;
 use utoipa::{OpenApi, ToSchema};
 use web::openapi::{BearerAuth, nullable_wire_enum, wire_enum};
 
-/// `{"success":true, ...payload}` (API.md's success envelope).
-#[derive(Serialize, ToSchema)]
-pub struct Success<T> {
-    /// Always `true`.
-    success: bool,
-    #[serde(flatten)]
-    payload: T,
-}
-
-impl<T: Serialize> Success<T> {
-    pub fn new(payload: T) -> Self {
-        Success {
-            success: true,
-            payload,
-        }
-    }
-
-    /// The answer as JSON, for answers that are stored (idempotent replays).
-    pub fn into_value(self) -> serde_json::Value {
-        // Plain structs with string keys: serializing them cannot fail.
-        serde_json::to_value(self).expect("an answer serializes to JSON")
-    }
-
-    /// The answer as a response with `status`.
-    pub fn respond(status: StatusCode, payload: T) -> HttpResponse {
-        HttpResponse::build(status).json(Self::new(payload))
-    }
-}
+pub use web::openapi::Success;
 
 /// An answer with nothing but the envelope: `{"success":true}`.
 #[derive(Serialize, ToSchema)]

@@ -218,7 +218,7 @@ pub async fn post(
         .await?
         .ok_or_else(|| ended(session))?;
     metrics::counter!("chat_messages_total", "outcome" => "posted").increment(1);
-    Ok(Success::respond(
+    Ok(web::openapi::ok(
         StatusCode::CREATED,
         OneMessage {
             message: (&message).into(),
@@ -278,7 +278,7 @@ pub async fn list(
     let next = (more && q.after.is_some())
         .then(|| rows.last().map(|m| m.id.to_string()))
         .flatten();
-    Ok(Success::respond(
+    Ok(web::openapi::ok(
         StatusCode::OK,
         MessagePage {
             messages: rows.iter().map(MessageView::from).collect(),

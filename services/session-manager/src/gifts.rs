@@ -105,7 +105,7 @@ pub async fn catalogue(user: AuthUser, state: aw::Data<State>) -> Result<HttpRes
         .await?
         .ok_or_else(|| ApiError::unauthorized("unknown user"))?;
     let gifts = q::catalogue(&mut conn).await?;
-    Ok(Success::respond(
+    Ok(web::openapi::ok(
         StatusCode::OK,
         Catalogue {
             gifts: gifts

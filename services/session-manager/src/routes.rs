@@ -102,7 +102,7 @@ pub struct OneSession {
 
 impl OneSession {
     fn answer(status: StatusCode, s: &LiveSession) -> HttpResponse {
-        Success::respond(status, OneSession { session: s.into() })
+        web::openapi::ok(status, OneSession { session: s.into() })
     }
 }
 
@@ -358,7 +358,7 @@ pub async fn list(
     } else {
         None
     };
-    Ok(Success::respond(
+    Ok(web::openapi::ok(
         StatusCode::OK,
         SessionPage {
             sessions: page.into_iter().map(SessionView::from).collect(),
@@ -420,7 +420,7 @@ pub async fn leave(
         Ok(Ok(()))
     })
     .await??;
-    Ok(Success::respond(StatusCode::OK, Empty {}))
+    Ok(web::openapi::ok(StatusCode::OK, Empty {}))
 }
 
 /// Host actions: end, pause, resume.

@@ -413,7 +413,7 @@ pub async fn invite(
         })
         .await
         .map_err(map_db)??;
-    Ok(Success::respond(
+    Ok(web::openapi::ok(
         StatusCode::CREATED,
         OneInvitation {
             invitation: (&r).into(),
@@ -472,7 +472,7 @@ pub async fn request(
         })
         .await
         .map_err(map_db)??;
-    Ok(Success::respond(
+    Ok(web::openapi::ok(
         StatusCode::CREATED,
         OneRequest {
             request: (&r).into(),
@@ -588,8 +588,8 @@ async fn answer(
     let r = respond(&mut conn, state, id, rid, user.0, kind, yes).await?;
     let r = RequestView::from(&r);
     Ok(match kind {
-        StageKind::Invitation => Success::respond(StatusCode::OK, OneInvitation { invitation: r }),
-        StageKind::Request => Success::respond(StatusCode::OK, OneRequest { request: r }),
+        StageKind::Invitation => web::openapi::ok(StatusCode::OK, OneInvitation { invitation: r }),
+        StageKind::Request => web::openapi::ok(StatusCode::OK, OneRequest { request: r }),
     })
 }
 
@@ -759,7 +759,7 @@ pub async fn end_turn(
             Ok(Ok(audience_role(t)))
         })
         .await??;
-    Ok(Success::respond(
+    Ok(web::openapi::ok(
         StatusCode::OK,
         OneGuest {
             guest: GuestView {

@@ -48,23 +48,5 @@ async fn the_document_names_every_route_of_api_md() {
         "{:#}",
         doc["paths"]
     );
-    assert_refs_resolve(&doc, &doc);
-}
-
-/// Every `$ref` names a schema of the document.
-fn assert_refs_resolve(doc: &Value, v: &Value) {
-    match v {
-        Value::Object(map) => {
-            if let Some(Value::String(r)) = map.get("$ref") {
-                let name = r.strip_prefix("#/components/schemas/").expect(r);
-                assert!(
-                    doc["components"]["schemas"][name].is_object(),
-                    "dangling {r}"
-                );
-            }
-            map.values().for_each(|v| assert_refs_resolve(doc, v));
-        }
-        Value::Array(items) => items.iter().for_each(|v| assert_refs_resolve(doc, v)),
-        _ => {}
-    }
+    testkit::assert_openapi_refs_resolve(&doc);
 }
